@@ -24,8 +24,7 @@ from pathlib import Path
 import numpy as np
 from replay_common import dataset_of, fmt, outcomes, replay_stops, seed_of
 
-from earlystop._curves import Curve, read_curves
-from earlystop._replay import Outcome, Summary, summarize
+from earlystop import Curve, Outcome, Summary, read_curves, summarize
 
 ROOT = Path(__file__).resolve().parents[1]
 BASELINE = "patience=20"

@@ -155,7 +155,8 @@ def run_faults(sizes: Sizes, seed: int) -> list[Row]:
 def _random_enospc(directory: Path, mp: Any, fmt: str, rng: random.Random, faults: Any) -> None:
     import safetensors.torch
 
-    from earlystop import CheckpointError, EarlyStopping, _checkpoint
+    from earlystop import CheckpointError, EarlyStopping
+    from earlystop._weights import checkpoint as _checkpoint
 
     path = directory / faults.FILES[fmt]
     stopper = EarlyStopping(patience=3, path=path, trace_func=None)

@@ -1,7 +1,7 @@
 """Shared helpers of the replay benchmarks: replay many policies on a corpus, in parallel.
 
 Each policy is replayed once per run; what is kept is the stop evaluation ``s`` of every
-run, from which :func:`earlystop._replay.outcome_at` derives every figure. The work is
+run, from which ``outcome_at`` derives every figure. The work is
 split across processes (``--jobs``) because a corpus of a few hundred runs times a
 hundred policies is a few million stopper steps.
 """
@@ -12,9 +12,9 @@ import math
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 
-from earlystop._curves import Curve, read_curves
-from earlystop._replay import Outcome, outcome_at, stop_evaluation
-from earlystop._replay_cli import load_policy
+from earlystop import Curve, read_curves
+from earlystop._replay.replay import Outcome, outcome_at, stop_evaluation
+from earlystop._replay.tune import load_policy
 
 _CURVES: list[Curve] = []
 

@@ -19,10 +19,8 @@ from pathlib import Path
 
 from replay_common import fmt, outcomes, replay_stops
 
-from earlystop._curves import read_curves
-from earlystop._policy import AUTO_SPEC
-from earlystop._replay import pareto_front, summarize
-from earlystop._replay_cli import plot_summaries
+from earlystop import AUTO_SPEC, pareto_front, read_curves, summarize
+from earlystop._replay.plot import plot_summaries
 
 ROOT = Path(__file__).resolve().parents[1]
 

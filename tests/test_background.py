@@ -16,8 +16,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from earlystop import CheckpointError, EarlyStopping, _background, load_checkpoint
-from earlystop._background import BackgroundWriter
+from earlystop import CheckpointError, EarlyStopping, load_checkpoint
+from earlystop._weights import background as _background
+from earlystop._weights.background import BackgroundWriter
 
 
 def sentinel_model() -> torch.nn.Module:
@@ -394,7 +395,8 @@ def test_flush_and_close_are_no_ops_without_background(tmp_path: Path) -> None:
 
 EXIT_SCRIPT = """
 import sys, time, torch
-from earlystop import EarlyStopping, _background
+from earlystop import EarlyStopping
+from earlystop._weights import background as _background
 real = _background.save_checkpoint
 def slow(*args, **kwargs):
     time.sleep(0.5)  # the interpreter is exiting by now

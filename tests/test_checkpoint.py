@@ -16,9 +16,9 @@ import pytest
 import torch
 from torch import nn
 
-import earlystop._checkpoint as checkpoint_module
+import earlystop._weights.checkpoint as checkpoint_module
 from earlystop import CheckpointError, load_checkpoint, save_checkpoint
-from earlystop._checkpoint import TMP_SUFFIX, checkpoint_format
+from earlystop._weights.checkpoint import TMP_SUFFIX, checkpoint_format
 
 SRC = Path(checkpoint_module.__file__).resolve().parents[1]
 

@@ -28,7 +28,7 @@ from earlystop import (
     composite,
     parse_policy,
 )
-from earlystop._criteria import student_t_quantile, student_t_sf
+from earlystop._rules.criteria import student_t_quantile, student_t_sf
 
 NAN = math.nan
 

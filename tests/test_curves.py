@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from earlystop import Stopper
-from earlystop._curves import CurveRecorder, CurvesError, read_curves
+from earlystop import CurveRecorder, CurvesError, Stopper, read_curves
 
 ROOT = Path(__file__).resolve().parents[1]
 

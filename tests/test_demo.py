@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 
 import earlystop
-from earlystop._cli import build_parser, main
-from earlystop._curves import read_curves
-from earlystop._demo import config_from_args
-from earlystop._demo_data import PRESETS, DemoData, load_data
-from earlystop._demo_plot import GIDS, loss_figure, save_figure
-from earlystop._demo_train import CURVE_COLUMNS, RunResult, TrainConfig, train_run
+from earlystop import read_curves
+from earlystop._cli.demo import config_from_args
+from earlystop._cli.main import build_parser, main
+from earlystop._demo.data import PRESETS, DemoData, load_data
+from earlystop._demo.plot import GIDS, loss_figure, save_figure
+from earlystop._demo.train import CURVE_COLUMNS, RunResult, TrainConfig, train_run
 from idx_files import write_mnist
 
 SRC = Path(earlystop.__file__).resolve().parents[1]
@@ -379,7 +379,7 @@ def test_saved_png_is_small(runs: tuple[RunResult, RunResult], tmp_path: Path) -
 def test_summary_json_encodes_non_finite_losses_as_strings(
     runs: tuple[RunResult, RunResult], tmp_path: Path
 ) -> None:
-    from earlystop._demo_report import summary, table_markdown, write_summary
+    from earlystop._demo.report import summary, table_markdown, write_summary
 
     full, early = runs
     diverged = RunResult(

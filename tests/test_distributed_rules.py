@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import earlystop._distributed as distributed
+import earlystop._frontend.distributed as distributed
 from earlystop import Decision, EarlyStopping, Stopper
 
 _local = threading.local()

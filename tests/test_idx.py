@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from earlystop._cli import main
-from earlystop._idx import MNIST_FILES, IdxError, load_mnist, read_idx
+from earlystop._cli.main import main
+from earlystop._demo.idx import MNIST_FILES, IdxError, load_mnist, read_idx
 from idx_files import idx_bytes, write, write_mnist
 
 ARRAYS = [

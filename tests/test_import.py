@@ -13,7 +13,10 @@ SRC = Path(earlystop.__file__).resolve().parents[1]
 
 
 def test_import_does_not_import_torch() -> None:
-    code = "import earlystop, sys; assert 'torch' not in sys.modules, 'torch imported'"
+    code = (
+        "import earlystop, sys; assert 'torch' not in sys.modules, 'torch imported'; "
+        "assert 'numpy' not in sys.modules, 'numpy imported'"
+    )
     env = {**os.environ, "PYTHONPATH": str(SRC)}
     subprocess.run([sys.executable, "-c", code], check=True, env=env)
 
@@ -43,6 +46,7 @@ def test_public_api_is_pinned_and_sorted() -> None:
         "MovingMean",
         "MovingMedian",
         "NonFinite",
+        "Outcome",
         "PQ",
         "Plateau",
         "Policy",
@@ -50,6 +54,7 @@ def test_public_api_is_pinned_and_sorted() -> None:
         "Smoother",
         "StopReason",
         "Stopper",
+        "Summary",
         "UP",
         "WeightsKeeper",
         "__version__",
@@ -57,8 +62,13 @@ def test_public_api_is_pinned_and_sorted() -> None:
         "any_of",
         "composite",
         "load_checkpoint",
+        "pareto_front",
         "parse_policy",
+        "patience_guidance",
         "read_curves",
+        "replay",
+        "replay_run",
         "save_checkpoint",
+        "summarize",
         "to_float",
     }

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from earlystop import WeightsKeeper
-from earlystop import _keeper as keeper_module
+from earlystop._weights import keeper as keeper_module
 
 
 class Recorder:

@@ -25,7 +25,7 @@ from earlystop import (
     Stopper,
     parse_policy,
 )
-from earlystop._policy import Group, Rule
+from earlystop._rules.policy import Group, Rule
 
 
 @pytest.mark.parametrize(

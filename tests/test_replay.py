@@ -11,10 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from earlystop import Mode, Stopper
-from earlystop._cli import main
-from earlystop._curves import Curve, read_curves
-from earlystop._replay import (
+from earlystop import Curve, Mode, Stopper, read_curves
+from earlystop._cli.main import main
+from earlystop._replay.replay import (
     Outcome,
     Summary,
     best_evaluation,
@@ -25,7 +24,7 @@ from earlystop._replay import (
     stop_evaluation,
     summarize,
 )
-from earlystop._replay_cli import load_policy
+from earlystop._replay.tune import load_policy
 
 NAN, INF = math.nan, math.inf
 

@@ -10,8 +10,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from earlystop import EMA, GL, EarlyStopping, MovingMean, MovingMedian, Stopper, parse_policy
-from earlystop._smoothing import Smoother, Tail, smooth_series
+from earlystop import (
+    EMA,
+    GL,
+    EarlyStopping,
+    MovingMean,
+    MovingMedian,
+    Smoother,
+    Stopper,
+    parse_policy,
+)
+from earlystop._core.smoothed import Tail
+from earlystop._rules.smoothing import smooth_series
 
 NAN = math.nan
 

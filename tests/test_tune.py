@@ -7,11 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from earlystop._cli import main
-from earlystop._curves import Curve, CurveRecorder
-from earlystop._options import Mode
-from earlystop._replay import Summary
-from earlystop._replay_cli import (
+from earlystop import Curve, CurveRecorder, Mode, Summary
+from earlystop._cli.main import main
+from earlystop._replay.tune import (
     cross_validate,
     load_policy,
     outcomes_for,

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from earlystop import Stopper, to_float
-from earlystop._values import decode_float, encode_float
+from earlystop._core.values import decode_float, encode_float
 
 
 class HasFloat:

@@ -1,6 +1,6 @@
 """Train many small models for their full epoch budget and record their learning curves.
 
-The output is an earlystop curves file (see ``earlystop._curves``): one row per run and
+The output is an earlystop curves file (see ``earlystop.read_curves``): one row per run and
 epoch with ``train_loss``, ``val_loss``, ``test_loss``, ``val_acc``/``test_acc`` (on
 classification) and ``lr``. Every run trains for its whole budget, whatever its curve
 does, so that any stopping policy can be replayed on it afterwards.
@@ -315,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from earlystop._curves import CurveRecorder
+    from earlystop import CurveRecorder
 
     torch.set_num_threads(1)
     mnist_dir = Path(args.mnist)

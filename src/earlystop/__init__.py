@@ -1,29 +1,42 @@
 """earlystop: early stopping for PyTorch training, correct, fast and smart.
 
 The decision core (:class:`Stopper`, :class:`Decision`) is pure Python; importing the
-package does not import torch. :class:`EarlyStopping` is the PyTorch front end and a
-drop-in for early-stopping-pytorch's ``EarlyStopping``.
+package imports neither torch nor numpy. :class:`EarlyStopping` is the PyTorch front end
+and a drop-in for early-stopping-pytorch's ``EarlyStopping``.
+
+The package is layered (see docs/architecture.md); each layer is a private subpackage and
+this module is the public API:
+
+- ``_core``: decisions, options, values, history, the stopper;
+- ``_rules``: criteria, composition, smoothing, scheduler awareness, the SPEC language;
+- ``_weights``: the in-memory keeper, checkpoint files, the background writer;
+- ``_frontend``: ``EarlyStopping`` and the agreement across ranks;
+- ``_replay``: the curves format, replay and tune;
+- ``_demo`` and ``_cli``: the demo application and the command line.
 """
 
 from __future__ import annotations
 
 import logging
 
-from ._checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
-from ._compose import AllOf, AnyOf, Composite, all_of, any_of, composite
-from ._criteria import GL, PQ, UP, AdaptivePatience, Plateau
-from ._curves import Curve, CurveRecorder, CurvesError, read_curves
-from ._decision import Decision, StopReason
-from ._distributed import Agreement, DistributedValueError
-from ._early_stopping import EarlyStopping
-from ._history import Criterion, History
-from ._keeper import WeightsKeeper
-from ._options import Mode, NonFinite
-from ._policy import AUTO_SPEC, Policy, parse_policy
-from ._scheduler import SchedulerAware
-from ._smoothing import EMA, MovingMean, MovingMedian, Smoother
-from ._stopper import Stopper
-from ._values import to_float
+from ._core.decision import Decision, StopReason
+from ._core.history import Criterion, History
+from ._core.options import Mode, NonFinite
+from ._core.protocols import Smoother
+from ._core.stopper import Stopper
+from ._core.values import to_float
+from ._frontend.distributed import Agreement, DistributedValueError
+from ._frontend.early_stopping import EarlyStopping
+from ._replay.curves import Curve, CurveRecorder, CurvesError, read_curves
+from ._replay.replay import Outcome, Summary, pareto_front, replay, replay_run, summarize
+from ._replay.tune import patience_guidance
+from ._rules.compose import AllOf, AnyOf, Composite, all_of, any_of, composite
+from ._rules.criteria import GL, PQ, UP, AdaptivePatience, Plateau
+from ._rules.policy import AUTO_SPEC, Policy, parse_policy
+from ._rules.scheduler import SchedulerAware
+from ._rules.smoothing import EMA, MovingMean, MovingMedian
+from ._weights.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
+from ._weights.keeper import WeightsKeeper
 
 __version__ = "0.1.0"
 
@@ -50,6 +63,7 @@ __all__ = [  # noqa: RUF022 (plain sorted order, pinned by tests/test_import.py)
     "MovingMean",
     "MovingMedian",
     "NonFinite",
+    "Outcome",
     "PQ",
     "Plateau",
     "Policy",
@@ -57,6 +71,7 @@ __all__ = [  # noqa: RUF022 (plain sorted order, pinned by tests/test_import.py)
     "Smoother",
     "StopReason",
     "Stopper",
+    "Summary",
     "UP",
     "WeightsKeeper",
     "__version__",
@@ -64,9 +79,14 @@ __all__ = [  # noqa: RUF022 (plain sorted order, pinned by tests/test_import.py)
     "any_of",
     "composite",
     "load_checkpoint",
+    "pareto_front",
     "parse_policy",
+    "patience_guidance",
     "read_curves",
+    "replay",
+    "replay_run",
     "save_checkpoint",
+    "summarize",
     "to_float",
 ]
 

@@ -24,7 +24,8 @@ from typing import Any
 
 import pytest
 
-from earlystop import CheckpointError, EarlyStopping, _checkpoint
+from earlystop import CheckpointError, EarlyStopping
+from earlystop._weights import checkpoint as _checkpoint
 
 from ._figures import record
 from ._killer import stray_temporaries

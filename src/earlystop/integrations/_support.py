@@ -9,8 +9,8 @@ from collections.abc import Mapping
 from types import ModuleType
 from typing import Any
 
-from .._decision import Decision
-from .._early_stopping import EarlyStopping
+from .._core.decision import Decision
+from .._frontend.early_stopping import EarlyStopping
 
 __all__ = [
     "AdapterState",

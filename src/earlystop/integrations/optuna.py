@@ -25,10 +25,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .._decision import Decision
-from .._options import Mode, parse_enum
-from .._policy import Policy, parse_policy
-from .._stopper import Stopper
+from .._core.decision import Decision
+from .._core.options import Mode, parse_enum
+from .._core.stopper import Stopper
+from .._rules.policy import Policy, parse_policy
 from ._support import require
 
 _optuna = require("optuna", "optuna")

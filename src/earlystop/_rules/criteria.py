@@ -26,9 +26,9 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from ._history import History
-from ._options import Mode, check_delta, check_threshold
-from ._smoothing import spec_number
+from .._core.history import History
+from .._core.options import Mode, check_delta, check_threshold
+from .numbers import spec_number
 
 __all__ = [
     "GL",

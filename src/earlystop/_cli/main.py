@@ -11,9 +11,9 @@ __all__ = ["main"]
 
 # sub-command -> (module, one-line help); each module has add_arguments(parser) and run(args).
 COMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("earlystop._demo", "train with and without early stopping and compare"),
-    "replay": ("earlystop._replay_cli", "replay stopping policies on recorded learning curves"),
-    "tune": ("earlystop._tune_cli", "recommend a stopping policy from curves, cross-validated"),
+    "demo": ("earlystop._cli.demo", "train with and without early stopping and compare"),
+    "replay": ("earlystop._cli.replay", "replay stopping policies on recorded learning curves"),
+    "tune": ("earlystop._cli.tune", "recommend a stopping policy from curves, cross-validated"),
 }
 
 

@@ -32,8 +32,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
-from ._history import History
-from ._values import to_float
+from .._core.history import History
+from .._core.values import to_float
 
 __all__ = [
     "OPTIONAL_COLUMNS",

@@ -9,17 +9,17 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._background import BackgroundWriter
-from ._checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from ._decision import Decision
-from ._distributed import Agreement, DistributedSync
-from ._history import Criterion
-from ._keeper import WeightsKeeper
-from ._options import Mode, NonFinite, check_delta
-from ._policy import Policy, stopper_from_policy
-from ._scheduler import SchedulerAware
-from ._smoothing import Smoother
-from ._stopper import Stopper
+from .._core.decision import Decision
+from .._core.history import Criterion
+from .._core.options import Mode, NonFinite, check_delta
+from .._core.protocols import Smoother
+from .._core.stopper import Stopper
+from .._rules.policy import Policy, stopper_from_policy
+from .._rules.scheduler import SchedulerAware
+from .._weights.background import BackgroundWriter
+from .._weights.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .._weights.keeper import WeightsKeeper
+from .distributed import Agreement, DistributedSync
 
 if TYPE_CHECKING:
     import torch

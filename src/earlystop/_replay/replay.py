@@ -32,13 +32,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-import numpy as np
-
-from ._curves import Curve
-from ._options import Mode, parse_enum
+from .._core.options import Mode, parse_enum
+from .curves import Curve
 
 if TYPE_CHECKING:
-    from ._stopper import Stopper
+    from .._core.stopper import Stopper
 
 __all__ = [
     "FAIL_POINTS",
@@ -211,6 +209,8 @@ def outcome_at(
 def summarize(policy: str, outcomes: Iterable[Outcome]) -> Summary:
     """Aggregate per-run outcomes into the figures of the module docstring."""
     items = list(outcomes)
+    import numpy as np
+
     regrets = np.array([o.regret for o in items if o.regret is not None], dtype=float)
     rel = [o.rel_regret for o in items if o.rel_regret is not None]
     acc = [o.acc_regret for o in items if o.acc_regret is not None]
@@ -247,6 +247,8 @@ def _mean(values: Sequence[float]) -> float:
         return math.nan
     if any(math.isinf(v) for v in values):
         return float(sum(v for v in values))  # inf (or nan for inf - inf)
+    import numpy as np
+
     return float(np.mean(values))
 
 

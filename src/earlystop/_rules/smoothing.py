@@ -17,31 +17,11 @@ import math
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol, overload, runtime_checkable
 
-from ._history import History
+from .._core.protocols import Smoother
+from .numbers import spec_number
 
-__all__ = [
-    "EMA",
-    "MovingMean",
-    "MovingMedian",
-    "SmoothedHistory",
-    "Smoother",
-    "Tail",
-    "smooth_series",
-    "spec_number",
-]
-
-
-@runtime_checkable
-class Smoother(Protocol):
-    """Turns the raw monitored series into the series that the stopping rules read.
-
-    ``raw`` holds the counted raw values up to and including the current one, ``smoothed``
-    the smoothed values before it (one shorter). Return the smoothed current value.
-    """
-
-    def __call__(self, raw: Sequence[float], smoothed: Sequence[float]) -> float: ...
+__all__ = ["EMA", "MovingMean", "MovingMedian", "smooth_series"]
 
 
 @dataclass(frozen=True)
@@ -143,70 +123,6 @@ def smooth_series(smoother: Smoother, raw: Sequence[float]) -> list[float]:
     return smoothed
 
 
-class Tail(Sequence[float]):
-    """A read-only view of ``values[start:stop]`` that copies nothing (O(1) to make)."""
-
-    __slots__ = ("_start", "_stop", "_values")
-
-    def __init__(self, values: Sequence[float], start: int, stop: int) -> None:
-        self._values = values
-        self._start = start
-        self._stop = stop
-
-    def __len__(self) -> int:
-        return max(0, self._stop - self._start)
-
-    @overload
-    def __getitem__(self, index: int) -> float: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> Sequence[float]: ...
-
-    def __getitem__(self, index: int | slice) -> float | Sequence[float]:
-        size = len(self)
-        if isinstance(index, slice):
-            return [self._values[self._start + i] for i in range(*index.indices(size))]
-        if index < 0:
-            index += size
-        if not 0 <= index < size:
-            raise IndexError("Tail index out of range")
-        return self._values[self._start + index]
-
-
-class SmoothedHistory:
-    """Keeps ``view``: the raw history with its counted values replaced by smoothed ones.
-
-    ``view`` shares ``metrics`` with the raw history; warm-up values are copied as is.
-    Call :meth:`update` after each append to the raw history (and after replacing its
-    lists, as a state load does: it then recomputes from the start).
-    """
-
-    def __init__(self, smoother: Smoother, raw: History) -> None:
-        self.smoother = smoother
-        self.raw = raw
-        self.view = History(mode=raw.mode, metrics=raw.metrics, start_from=raw.start_from)
-        self._source = raw.values
-
-    def update(self) -> float:
-        """Smooth the values not seen yet; return the latest smoothed value (nan if none)."""
-        raw, view = self.raw, self.view
-        if (
-            view.metrics is not raw.metrics
-            or self._source is not raw.values
-            or len(view.values) > len(raw.values)
-        ):
-            view.metrics, view.values, self._source = raw.metrics, [], raw.values
-        start = raw.start_from
-        smoothed = view.values
-        for index in range(len(smoothed), len(raw.values)):
-            value = raw.values[index]
-            if index >= start:
-                counted = Tail(smoothed, start, index)
-                value = float(self.smoother(Tail(raw.values, start, index + 1), counted))
-            smoothed.append(value)
-        return smoothed[-1] if smoothed else math.nan
-
-
 def _last_finite_smoothed(raw: Sequence[float], smoothed: Sequence[float]) -> float | None:
     # A smoothed value is non-finite only where its raw value was: skip those positions.
     for index in range(len(smoothed) - 1, -1, -1):
@@ -223,11 +139,3 @@ def _finite_tail(raw: Sequence[float], window: int) -> list[float]:
 def _check_window(window: object) -> None:
     if isinstance(window, bool) or not isinstance(window, int) or window < 1:
         raise ValueError(f"`window` must be an int >= 1, got {window!r}")
-
-
-def spec_number(value: float) -> str:
-    """Shortest text that parses back to ``value`` (``2`` rather than ``2.0``)."""
-    value = float(value)
-    if value.is_integer() and abs(value) < 1e15:
-        return str(int(value))
-    return repr(value)

@@ -42,9 +42,9 @@ import zlib
 from collections.abc import Mapping
 from typing import Any
 
-from ._decision import Decision
-from ._stopper import Stopper
-from ._values import to_float
+from .._core.decision import Decision
+from .._core.stopper import Stopper
+from .._core.values import to_float
 
 __all__ = ["Agreement", "DistributedSync", "DistributedValueError", "rank_and_world"]
 

@@ -8,7 +8,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from ._demo_train import CURVE_COLUMNS, RunResult, TrainConfig
+from .train import CURVE_COLUMNS, RunResult, TrainConfig
 
 __all__ = [
     "epochs_saved_pct",
@@ -123,7 +123,7 @@ def write_curves(path: str | Path, *runs: RunResult) -> Path:
     The file is in the format ``earlystop replay`` reads, so a policy can be replayed on the
     demo's own curves: ``earlystop replay demo-out/curves.csv --policy patience=5``.
     """
-    from ._curves import REQUIRED_COLUMNS, CurveRecorder
+    from .._replay.curves import REQUIRED_COLUMNS, CurveRecorder
 
     optional = [name for name in CURVE_COLUMNS if name not in REQUIRED_COLUMNS]
     with CurveRecorder(path, columns=optional) as recorder:

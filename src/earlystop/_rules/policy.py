@@ -13,17 +13,17 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import Any, TypeAlias
 
-from ._compose import AllOf, AnyOf
-from ._criteria import GL, PQ, UP, AdaptivePatience, Plateau
-from ._history import Criterion
-from ._options import Mode, NonFinite, check_count, check_delta, check_threshold, parse_enum
-from ._scheduler import SchedulerAware
-from ._smoothing import EMA, MovingMean, MovingMedian, Smoother, spec_number
-
-if TYPE_CHECKING:
-    from ._stopper import Stopper
+from .._core.history import Criterion
+from .._core.options import Mode, NonFinite, check_count, check_delta, check_threshold, parse_enum
+from .._core.protocols import Smoother
+from .._core.stopper import Stopper, register_policy_builder
+from .compose import AllOf, AnyOf
+from .criteria import GL, PQ, UP, AdaptivePatience, Plateau
+from .numbers import spec_number
+from .scheduler import SchedulerAware
+from .smoothing import EMA, MovingMean, MovingMedian
 
 __all__ = ["AUTO_SPEC", "Group", "Policy", "Rule", "parse_policy", "stopper_from_policy"]
 
@@ -207,8 +207,6 @@ class Policy:
         >>> parse_policy("ema=0.5,patience=2").build().patience
         2
         """
-        from ._stopper import Stopper
-
         return Stopper(
             mode=mode,
             patience=self.patience,
@@ -404,8 +402,6 @@ def _rule_defaults() -> dict[str, Any]:
     """The defaults of ``Stopper``'s rule options, read from its signature (one source)."""
     import inspect
 
-    from ._stopper import Stopper
-
     parameters = inspect.signature(Stopper.__init__).parameters.values()
     return {p.name: p.default for p in parameters if p.kind is p.KEYWORD_ONLY and p.name != "mode"}
 
@@ -500,3 +496,10 @@ def parse_policy(spec: str | Policy) -> Policy:
         return Policy(**options, criteria=tuple(criteria))
     except ValueError as exc:
         raise ValueError(f"{exc} (in policy {spec!r})") from None
+
+
+def _build(policy: Any, *, mode: str) -> Stopper:
+    return parse_policy(policy).build(mode=mode)
+
+
+register_policy_builder(_build)

@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ._checkpoint import CheckpointError, _plain_state, save_checkpoint
-from ._keeper import WeightsKeeper
+from .checkpoint import CheckpointError, _plain_state, save_checkpoint
+from .keeper import WeightsKeeper
 
 __all__ = ["BackgroundWriter"]
 

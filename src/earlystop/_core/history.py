@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from ._options import Mode
+from .options import Mode
 
 __all__ = ["Criterion", "History", "check_criterion"]
 

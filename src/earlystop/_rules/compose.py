@@ -7,8 +7,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ._history import Criterion, History, check_criterion
-from ._values import to_float
+from .._core.history import Criterion, History, check_criterion
+from .._core.values import to_float
 
 __all__ = ["AllOf", "AnyOf", "Composite", "all_of", "any_of", "composite"]
 

@@ -14,13 +14,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ._decision import Decision
-from ._stopper import Stopper
+from .._core.decision import Decision
+from .._core.stopper import Stopper
 
 if TYPE_CHECKING:
     import torch
 
-    from ._demo_data import DemoData
+    from .data import DemoData
 
 __all__ = [
     "CURVE_COLUMNS",
@@ -206,7 +206,7 @@ def train_run(
     import torch
     from torch.nn import functional
 
-    from ._early_stopping import EarlyStopping
+    from .._frontend.early_stopping import EarlyStopping
 
     config.check()
     result = RunResult(run=RUN_EARLY_STOPPING if early_stopping else RUN_FULL)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._idx import load_mnist
+from .idx import load_mnist
 
 __all__ = ["DATASETS", "PRESETS", "DemoData", "Preset", "load_data"]
 

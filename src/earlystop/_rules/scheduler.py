@@ -25,8 +25,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from ._history import History
-from ._smoothing import spec_number
+from .._core.history import History
+from .numbers import spec_number
 
 __all__ = ["SchedulerAware"]
 

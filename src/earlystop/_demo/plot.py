@@ -12,7 +12,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from ._demo_train import RunResult
+from .train import RunResult
 
 __all__ = ["GIDS", "loss_figure", "save_figure"]
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from ._decision import Decision, StopReason
-from ._history import Criterion, History, check_criterion
-from ._options import (
+from .decision import Decision, StopReason
+from .history import Criterion, History, check_criterion
+from .options import (
     Mode,
     NonFinite,
     check_count,
@@ -16,14 +16,27 @@ from ._options import (
     check_threshold,
     parse_enum,
 )
-from ._scheduler import SchedulerAware
-from ._smoothing import SmoothedHistory, Smoother
-from ._values import decode_float, encode_float, to_float
+from .protocols import ScheduleRule, Smoother
+from .smoothed import SmoothedHistory
+from .values import decode_float, encode_float, to_float
 
-if TYPE_CHECKING:
-    from ._policy import Policy
 
-__all__ = ["STATE_VERSION", "Stopper"]
+class PolicyBuilder(Protocol):
+    """Builds a stopper from a policy SPEC; the policy layer registers one at import."""
+
+    def __call__(self, policy: Any, *, mode: str) -> Stopper: ...
+
+
+_policy_builder: list[PolicyBuilder] = []
+
+
+def register_policy_builder(builder: PolicyBuilder) -> None:
+    """Install the function :meth:`Stopper.from_policy` delegates to (the SPEC language
+    lives in ``earlystop._rules.policy``, above this module, which calls this once)."""
+    _policy_builder[:] = [builder]
+
+
+__all__ = ["STATE_VERSION", "PolicyBuilder", "Stopper", "register_policy_builder"]
 
 STATE_VERSION = 1
 _STATE_FORMAT = "earlystop.Stopper"
@@ -96,7 +109,7 @@ class Stopper:
         on_nonfinite: str | NonFinite = "stop",
         criteria: Sequence[Criterion] = (),
         smoothing: Smoother | None = None,
-        scheduler: SchedulerAware | None = None,
+        scheduler: ScheduleRule | None = None,
     ) -> None:
         self.mode: Mode = parse_enum("mode", mode, Mode)
         self.patience: int | None = check_count("patience", patience, allow_none=True)
@@ -110,7 +123,7 @@ class Stopper:
         self.criteria: tuple[Criterion, ...] = _check_criteria(criteria)
         if smoothing is not None and not callable(smoothing):
             raise TypeError(f"`smoothing` must be a Smoother or None, got {smoothing!r}")
-        if scheduler is not None and not isinstance(scheduler, SchedulerAware):
+        if scheduler is not None and not isinstance(scheduler, ScheduleRule):
             raise TypeError(f"`scheduler` must be a SchedulerAware or None, got {scheduler!r}")
         self.smoothing = smoothing
         self.scheduler = scheduler
@@ -118,15 +131,19 @@ class Stopper:
         self.reset()
 
     @classmethod
-    def from_policy(cls, policy: str | Policy, *, mode: str | Mode = "min") -> Stopper:
-        """A stopper configured by a policy SPEC (see :func:`earlystop.parse_policy`).
+    def from_policy(cls, policy: Any, *, mode: str | Mode = "min") -> Stopper:
+        """A stopper configured by a policy SPEC or :class:`earlystop.Policy`.
+
+        The same as ``parse_policy(policy).build(mode=mode)`` (see
+        :func:`earlystop.parse_policy`).
 
         >>> Stopper.from_policy("gl=2").criteria
         (GL(alpha=2.0),)
         """
-        from ._policy import parse_policy
-
-        return parse_policy(policy).build(mode=parse_enum("mode", mode, Mode).value)
+        parsed = parse_enum("mode", mode, Mode).value
+        if not _policy_builder:  # pragma: no cover (earlystop/__init__ imports the policy layer)
+            raise RuntimeError("no policy builder registered: import earlystop first")
+        return _policy_builder[0](policy, mode=parsed)
 
     # -- state -------------------------------------------------------------------------
 

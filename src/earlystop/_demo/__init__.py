@@ -1,0 +1,1 @@
+"""The demo application: data, IDX reader, training, figure and report."""
