@@ -38,6 +38,14 @@ POLICIES = [
     *(f"adaptive=0.3,min_patience={m}" for m in (5, 12)),
     "auto",
 ]
+# The figure shows fewer patience values than the table, so that every point has a readable
+# label; the window where most policies crowd is enlarged in a second panel.
+FIGURE_POLICIES = [
+    p
+    for p in POLICIES
+    if not p.startswith("patience=") or int(p.split("=")[1]) in (1, 2, 3, 4, 5, 7, 10, 15, 20, 30)
+]
+FIGURE_ZOOM = (27.0, 63.0, -0.5, 0.75)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -77,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
         file=sys.stderr,
     )
     if args.plot:
-        plot_summaries(summaries, args.plot, highlight=["auto", "patience=20"])
+        shown = [s for s in summaries if s.policy in FIGURE_POLICIES]
+        plot_summaries(shown, args.plot, highlight=["auto", "patience=20"], zoom=FIGURE_ZOOM)
     return 0
 
 

@@ -10,9 +10,12 @@ header row. Three columns are required:
 ========== ==========================================================
 
 Optional columns with a known meaning are ``train_loss``, ``test_loss``, ``val_acc``,
-``test_acc`` (accuracies as fractions in ``[0, 1]``) and ``lr``; any other column is kept
-and can be monitored by name. Cells hold numbers; ``nan``, ``inf`` and ``-inf`` are
-allowed (a diverged run is real data), and an empty cell means "not measured" (``nan``).
+``test_acc`` (accuracies as fractions in ``[0, 1]``) and ``lr``; they hold numbers:
+``nan``, ``inf`` and ``-inf`` are allowed (a diverged run is real data), and an empty cell
+means "not measured" (``nan``). Any other column is kept: as numbers, which can be
+monitored by name, when every cell is a number or empty; else as text labels
+(:attr:`Curve.labels`, such as ``task`` or ``config``), which are never an error and never
+reach a policy; ``earlystop replay --by task`` reports per label.
 
 :class:`CurveRecorder` writes the format from any training loop; :func:`read_curves`
 reads it and rejects a malformed file with one :class:`CurvesError` line that names the
@@ -61,11 +64,36 @@ class Curve:
         epochs: the epoch number of every evaluation, strictly increasing.
         columns: every numeric column of the file (``val_loss`` included), aligned with
             ``epochs``; ``nan`` where a value was not measured.
+        labels: every text column of the file, aligned with ``epochs`` (``""`` where
+            empty).
     """
 
     run: str
     epochs: list[int] = field(default_factory=list)
     columns: dict[str, list[float]] = field(default_factory=dict)
+    labels: dict[str, list[str]] = field(default_factory=dict)
+
+    def label(self, name: str) -> str:
+        """The run's value of the text column ``name`` (one value per run).
+
+        Raises:
+            KeyError: naming the column and listing the text columns that exist.
+            ValueError: when the value changes within the run.
+        """
+        try:
+            cells = self.labels[name]
+        except KeyError:
+            known = ", ".join(sorted(self.labels)) or "none"
+            raise KeyError(
+                f"run {self.run!r} has no text column {name!r}; text columns: {known}"
+            ) from None
+        values = sorted(set(cells))
+        if len(values) > 1:
+            raise ValueError(
+                f"column {name!r} changes within run {self.run!r} ({', '.join(values[:3])}): "
+                "a label must have one value per run"
+            )
+        return values[0] if values else ""
 
     def __len__(self) -> int:
         return len(self.epochs)
@@ -103,7 +131,8 @@ def read_curves(path: str | os.PathLike[str]) -> list[Curve]:
         One :class:`Curve` per run.
 
     Raises:
-        CurvesError: for a missing required column, a non-numeric cell, a duplicate or
+        CurvesError: for a missing required column, a non-numeric cell in a required or
+            known numeric column (see the module docstring), a duplicate or
             an unsorted epoch within a run, a row with the wrong number of cells, or an
             empty file; the message is ``FILE:LINE: ...`` naming the column.
         OSError: when the file cannot be read.
@@ -131,7 +160,8 @@ def _parse(file: Path, handle: IO[str]) -> list[Curve]:
     if duplicated:
         raise CurvesError(f"{file}:1: column {duplicated[0]!r} appears more than once")
     run_at, epoch_at = header.index("run"), header.index("epoch")
-    numeric = [(i, name) for i, name in enumerate(header) if name not in ("run", "epoch")]
+    others = [(i, name) for i, name in enumerate(header) if name not in ("run", "epoch")]
+    rows: list[tuple[int, list[str]]] = []
     curves: dict[str, Curve] = {}
     for row in reader:
         line = reader.line_num
@@ -147,7 +177,7 @@ def _parse(file: Path, handle: IO[str]) -> list[Curve]:
         epoch = _parse_epoch(file, line, row[epoch_at])
         curve = curves.get(run)
         if curve is None:
-            curve = curves[run] = Curve(run, [], {name: [] for _, name in numeric})
+            curve = curves[run] = Curve(run, [], {})
         elif epoch <= curve.epochs[-1]:
             problem = "duplicate" if epoch in curve.epochs else "unsorted"
             raise CurvesError(
@@ -155,9 +185,42 @@ def _parse(file: Path, handle: IO[str]) -> list[Curve]:
                 f"(previous epoch {curve.epochs[-1]}); epochs must increase within a run"
             )
         curve.epochs.append(epoch)
-        for index, name in numeric:
-            curve.columns[name].append(_parse_number(file, line, name, row[index]))
+        rows.append((line, row))
+    text = {name for index, name in others if _is_text(file, rows, index, name)}
+    for _, name in others:
+        for curve in curves.values():
+            if name in text:
+                curve.labels[name] = []
+            else:
+                curve.columns[name] = []
+    for line, row in rows:
+        curve = curves[row[run_at].strip()]
+        for index, name in others:
+            if name in text:
+                curve.labels[name].append(row[index].strip())
+            else:
+                curve.columns[name].append(_parse_number(file, line, name, row[index]))
     return list(curves.values())
+
+
+def _is_text(file: Path, rows: Sequence[tuple[int, list[str]]], index: int, name: str) -> bool:
+    """Whether column ``name`` holds text: a cell that is neither a number nor empty.
+
+    The required and known numeric columns never do: their first text cell is an error.
+    """
+    for line, row in rows:
+        cell = row[index].strip()
+        if not cell:
+            continue
+        try:
+            float(cell)
+        except ValueError:
+            if name in REQUIRED_COLUMNS or name in OPTIONAL_COLUMNS:
+                raise CurvesError(
+                    f"{file}:{line}: column {name!r} must be a number, got {row[index]!r}"
+                ) from None
+            return True
+    return False
 
 
 def _parse_epoch(file: Path, line: int, cell: str) -> int:
@@ -239,7 +302,9 @@ class CurveRecorder:
             run: the run identifier.
             epoch: the epoch number; it must increase within a run.
             val_loss: the validation loss (a float, a 0-d array or a one-element tensor).
-            **metrics: other columns of this evaluation; those not given are left empty.
+            **metrics: other columns of this evaluation; those not given are left empty. A
+                string is written as a text label (``task="digits"``), which
+                :func:`read_curves` keeps in :attr:`Curve.labels`.
 
         Raises:
             ValueError: for an unknown column, a bad run name, or an epoch that does not
@@ -268,6 +333,13 @@ class CurveRecorder:
         cells = [run, str(epoch), _format(to_float(val_loss, "val_loss"))]
         for name in columns:
             value = metrics.get(name)
+            if isinstance(value, str):  # a label (task, config): kept as text
+                if "\n" in value or name in OPTIONAL_COLUMNS:
+                    raise ValueError(
+                        f"`{name}` must be a number or a one-line label, got {value!r}"
+                    )
+                cells.append(value)
+                continue
             cells.append("" if value is None else _format(to_float(value, name)))
         self._writer.writerow(cells)
         self._handle.flush()

@@ -9,7 +9,7 @@ from typing import Any
 from .replay import Summary
 from .tune import TuneResult
 
-__all__ = ["format_table", "format_tune", "tune_to_dict"]
+__all__ = ["format_table", "format_tune", "replay_footer", "tune_to_dict"]
 
 
 def _cell(value: float, spec: str) -> str:
@@ -84,3 +84,18 @@ def format_tune(result: TuneResult) -> str:
         f"relative regret{fails}, {'within' if within else 'ABOVE'} the bound."
     )
     return "\n".join(lines)
+
+
+def replay_footer(summary: Summary, source: str, monitor: str, mode: str) -> str:
+    """The note under a replay table: what was replayed, and what the figures leave out.
+
+    Runs left out of the regret figures are named only when there are some.
+    """
+    parts = [f"{summary.runs} runs from {source}, monitoring {monitor} ({mode})"]
+    parts.append(f"{summary.acc_runs} with accuracy" if summary.acc_runs else "none with accuracy")
+    if summary.left_out:
+        parts.append(
+            f"{summary.left_out} left out of the regret figures (test_loss at the reference "
+            "not a finite positive number)"
+        )
+    return "; ".join(parts) + "."
