@@ -1,19 +1,22 @@
 """``earlystop demo``: the argparse front end of the demo application (``earlystop._demo``).
 
-Problems with the arguments or the data files are reported on one line with exit status 2.
+Problems with the arguments or the data files are reported on one line with exit status 2,
+before any training; so is a missing package of the ``demo`` extra. Options that are
+accepted but cannot do what they say (a patience the budget never reaches, scheduler
+options without a scheduler) get a one-line warning.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
 from .._demo.data import DATASETS, PRESETS
 from .._demo.train import MONITORS, TrainConfig
+from .common import CliError, add_output, require, warn
 
-__all__ = ["add_arguments", "config_from_args", "run"]
+__all__ = ["add_arguments", "config_from_args", "inconsistencies", "run"]
 
 
 def _int_at_least(minimum: int) -> Any:
@@ -111,9 +114,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=_int_at_least(1),
         help="torch CPU threads (default: 1 for digits, torch's default for mnist)",
     )
-    parser.add_argument(
-        "--quiet", action="store_true", help="no progress bars or file list: print only the table"
-    )
+    add_output(parser)
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
@@ -138,23 +139,55 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     )
 
 
-def _fail(message: str) -> int:
-    print(f"earlystop demo: error: {message}", file=sys.stderr)
-    return 2
+def inconsistencies(args: argparse.Namespace, config: TrainConfig) -> list[str]:
+    """Options that are accepted but cannot act as written, one message each."""
+    found = []
+    if config.patience >= config.epochs:
+        found.append(
+            f"--patience {config.patience} >= the budget of {config.epochs} epochs: early "
+            "stopping cannot stop before the budget ends, so both runs train every epoch "
+            "(lower --patience or raise --epochs)"
+        )
+    if config.lr_scheduler is None:
+        given = [flag for flag, value in (("--lr-patience", args.lr_patience),) if value]
+        if args.lr_factor != 0.1:
+            given.append("--lr-factor")
+        if given:
+            found.append(f"{' and '.join(given)} ignored without --lr-scheduler plateau")
+    if args.data_dir is not None and args.dataset != "mnist":
+        found.append(f"--data-dir ignored with --dataset {args.dataset} (only mnist reads it)")
+    if args.mode is not None and args.mode != MONITORS[args.monitor]:
+        found.append(
+            f"--mode {args.mode} on {args.monitor}: early stopping will treat a "
+            f"{'higher' if args.mode == 'max' else 'lower'} {args.monitor} as better"
+        )
+    return found
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the comparison; returns the exit status (2 for bad arguments or data files)."""
+    config = config_from_args(args)
+    for module in ("torch", "tqdm", "matplotlib"):
+        require(module, "earlystop demo", "demo")
+    if args.dataset == "digits":
+        require("sklearn", "earlystop demo --dataset digits (scikit-learn's digits)", "demo")
     from .._demo.app import DemoError, run_demo
 
     try:
+        config.check()
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    for message in inconsistencies(args, config):
+        warn("demo", message)
+    try:
         return run_demo(
-            config_from_args(args),
+            config,
             dataset=args.dataset,
             out=args.out,
             data_dir=args.data_dir,
             threads=args.threads,
             quiet=bool(args.quiet),
+            as_json=bool(args.json),
         )
     except DemoError as exc:
-        return _fail(str(exc))
+        raise CliError(str(exc)) from None

@@ -4,14 +4,22 @@ Trains an MLP twice from the same initial weights and batch order: once for the 
 budget, once with :class:`earlystop.EarlyStopping` (best weights kept in memory and
 restored). Prints a comparison table and writes, into ``out``:
 
-- ``loss.png``: training and validation loss per epoch, the checkpoint line, the stop marker,
-  and the run without early stopping beyond the stop in a lighter style;
-- ``curves.csv``: one row per epoch and run (``run, epoch, train_loss, val_loss, val_acc,
-  test_loss, test_acc, lr``);
+- ``loss.png``: the losses and the validation accuracy per epoch (the monitored one says
+  so), the best (restored) epoch, the stop marker, the epochs where the learning rate was
+  lowered, and the run without early stopping beyond the stop in a lighter style;
+- ``curves.csv``: the run without early stopping, one row per epoch (``run, epoch,
+  train_loss, val_loss, val_acc, test_loss, test_acc, lr``): a full-budget run is what
+  ``earlystop replay`` measures policies on, and the run with early stopping is its first
+  epochs;
 - ``summary.json`` and ``summary.md``: the comparison.
 
+The headline is the epochs saved. Time saved is estimated from the median epoch time of
+each run (see :func:`earlystop._demo.report.time_saved_pct`), not from the two wall
+times, which a loaded machine makes noisy.
+
 Progress bars (stderr) show the live losses and the patience counter; ``quiet`` turns them
-and the file list off, leaving only the table on stdout.
+and the file list off, leaving only the table on stdout; ``as_json`` prints
+``summary.json``'s content instead of the table.
 """
 
 from __future__ import annotations
@@ -95,6 +103,7 @@ def run_demo(
     data_dir: Path | None = None,
     threads: int | None = None,
     quiet: bool = False,
+    as_json: bool = False,
 ) -> int:
     """Run the comparison and write its files; returns 0.
 
@@ -102,7 +111,7 @@ def run_demo(
         DemoError: for bad settings, an output folder that cannot be made, or bad data files.
     """
     from .plot import loss_figure, save_figure
-    from .report import summary, table_markdown, time_saved_pct, write_curves, write_summary
+    from .report import summary, table_markdown, write_curves, write_summary
 
     try:
         config.check()
@@ -121,6 +130,7 @@ def run_demo(
     except IdxError as exc:
         raise DemoError(str(exc)) from None
 
+    quiet = quiet or as_json
     if not quiet:
         sizes = ", ".join(f"{k} {v}" for k, v in data.sizes().items())
         print(
@@ -137,13 +147,18 @@ def run_demo(
         full = _train(config, data, early_stopping=False, quiet=quiet)
         early = _train(config, data, early_stopping=True, quiet=quiet)
 
-    saved = time_saved_pct(full, early)
     table = table_markdown(full, early, monitor=config.monitor)
-    figure = loss_figure(full, early, dataset=data.name, time_saved_pct=saved)
-    png = save_figure(figure, out / "loss.png")
-    curves = write_curves(out / "curves.csv", full, early)
-    facts = summary(full, early, config=config, dataset=data.name, sizes=data.sizes())
-    json_path, md_path = write_summary(out, facts, table)
+    figure = loss_figure(full, early, dataset=data.name, monitor=config.monitor)
+    try:
+        png = save_figure(figure, out / "loss.png")
+        curves = write_curves(out / "curves.csv", full)
+        facts = summary(full, early, config=config, dataset=data.name, sizes=data.sizes())
+        json_path, md_path = write_summary(out, facts, table)
+    except OSError as exc:
+        raise DemoError(f"--out {out}: cannot write the results ({exc.strerror or exc})") from None
+    if as_json:
+        print(json_path.read_text(encoding="utf-8"), end="")
+        return 0
     print(table)
     if not quiet:
         print(f"early stopping: {early.stop_detail}")

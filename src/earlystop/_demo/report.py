@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,8 @@ from .train import CURVE_COLUMNS, RunResult, TrainConfig
 
 __all__ = [
     "epochs_saved_pct",
+    "median_call_s",
+    "median_epoch_s",
     "summary",
     "table_markdown",
     "time_saved_pct",
@@ -20,11 +23,35 @@ __all__ = [
 ]
 
 
+def _median(values: list[float]) -> float:
+    return float(statistics.median(values)) if values else math.nan
+
+
+def median_epoch_s(result: RunResult) -> float:
+    """The median seconds per epoch of a run (``nan`` for no epoch)."""
+    return _median(result.epoch_times_s)
+
+
+def median_call_s(result: RunResult) -> float:
+    """The median seconds of the run's early-stopping call per epoch."""
+    return _median(result.call_times_s)
+
+
 def time_saved_pct(full: RunResult, early: RunResult) -> float:
-    """Wall time saved by early stopping, in percent of the run without it."""
-    if full.wall_time_s <= 0:
-        return 0.0
-    return 100.0 * (1.0 - early.wall_time_s / full.wall_time_s)
+    """Time saved by early stopping, in percent, estimated from per-epoch medians.
+
+    Both runs do the same work per epoch except for the early-stopping call (the copy of
+    the best weights), so one epoch of the run with early stopping costs the full run's
+    median epoch ``m`` less its call's median ``c_full`` plus the early run's call's median
+    ``c_early``: the saving is ``1 - (n_early * (m - c_full + c_early)) / (n_full * m)``.
+    Medians of one run are not moved by a few slow epochs, and no figure compares the wall
+    times of two runs made minutes apart on a machine whose load changes.
+    """
+    unit = median_epoch_s(full)
+    early_epoch = unit - median_call_s(full) + median_call_s(early)
+    if not full.epochs_run or not unit > 0 or math.isnan(early_epoch):
+        return math.nan
+    return 100.0 * (1.0 - (early.epochs_run * early_epoch) / (full.epochs_run * unit))
 
 
 def epochs_saved_pct(full: RunResult, early: RunResult) -> float:
@@ -38,6 +65,8 @@ def _run_summary(result: RunResult) -> dict[str, Any]:
     return {
         "epochs_run": result.epochs_run,
         "wall_time_s": result.wall_time_s,
+        "median_epoch_s": median_epoch_s(result),
+        "median_early_stopping_call_s": median_call_s(result),
         "best_epoch": result.best_epoch,
         "stopped_epoch": result.stopped_epoch,
         "restored_epoch": result.restored_epoch,
@@ -61,8 +90,12 @@ def summary(
         "sizes": sizes,
         "config": dataclasses.asdict(config),
         "runs": {full.run: _run_summary(full), early.run: _run_summary(early)},
-        "time_saved_pct": time_saved_pct(full, early),
         "epochs_saved_pct": epochs_saved_pct(full, early),
+        "time_saved_pct": time_saved_pct(full, early),
+        "time_saved_method": (
+            "per-epoch medians: 1 - n_early * (m - c_full + c_early) / (n_full * m), m the "
+            "median epoch of the full run, c the median early-stopping call of each run"
+        ),
     }
 
 
@@ -76,17 +109,22 @@ def table_markdown(full: RunResult, early: RunResult, *, monitor: str) -> str:
         return f"{result.epochs_run} (last)"
 
     def per_epoch(result: RunResult) -> str:
-        return f"{result.wall_time_s / max(result.epochs_run, 1):.3f}"
+        return f"{median_epoch_s(result):.4f}"
 
     def pct(value: float) -> str:
         return f"{100 * value:.2f}%"
 
     rows = [
         ("epochs run", str(full.epochs_run), str(early.epochs_run)),
-        ("wall time (s)", f"{full.wall_time_s:.1f}", f"{early.wall_time_s:.1f}"),
-        ("time saved", "-", f"{saved:.0f}%"),
-        ("time per epoch (s)", per_epoch(full), per_epoch(early)),
         ("epochs saved", "-", f"{epochs_saved_pct(full, early):.0f}%"),
+        ("median time per epoch (s)", per_epoch(full), per_epoch(early)),
+        (
+            "median early-stopping call (ms)",
+            f"{1000 * median_call_s(full):.3f}",
+            f"{1000 * median_call_s(early):.3f}",
+        ),
+        ("time saved (from the medians)", "-", "-" if math.isnan(saved) else f"{saved:.0f}%"),
+        ("wall time (s)", f"{full.wall_time_s:.1f}", f"{early.wall_time_s:.1f}"),
         (f"best epoch ({monitor})", str(full.best_epoch), str(early.best_epoch)),
         ("final weights from epoch", weights(full), weights(early)),
         ("val loss", f"{full.final['val_loss']:.4f}", f"{early.final['val_loss']:.4f}"),
@@ -121,7 +159,9 @@ def write_curves(path: str | Path, *runs: RunResult) -> Path:
     """Write every epoch record of ``runs`` as a curves file (see :class:`CurveRecorder`).
 
     The file is in the format ``earlystop replay`` reads, so a policy can be replayed on the
-    demo's own curves: ``earlystop replay demo-out/curves.csv --policy patience=5``.
+    demo's own curves: ``earlystop replay demo-out/curves.csv --policy patience=5``. The
+    demo writes the run without early stopping only: replay needs runs trained to their full
+    budget, and the run with early stopping is its first epochs.
     """
     from .._replay.curves import REQUIRED_COLUMNS, CurveRecorder
 

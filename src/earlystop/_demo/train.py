@@ -115,6 +115,10 @@ class RunResult:
             restored; ``None`` when the final model is the last epoch's.
         final: ``val_loss, val_acc, test_loss, test_acc`` of the final model.
         stop_detail: the stopper's explanation of the last decision.
+        epoch_times_s: seconds of each epoch (training, validation and the early-stopping
+            call, without the test-set evaluation), for robust per-epoch figures.
+        call_times_s: seconds of each epoch's early-stopping call (for the run without
+            it, the call of the stopper that only tracks the best epoch).
     """
 
     run: str
@@ -126,6 +130,8 @@ class RunResult:
     restored_epoch: int | None = None
     final: dict[str, float] = field(default_factory=dict)
     stop_detail: str = ""
+    epoch_times_s: list[float] = field(default_factory=list)
+    call_times_s: list[float] = field(default_factory=list)
 
 
 def build_mlp(n_features: int, hidden: tuple[int, ...], n_classes: int, dropout: float) -> Any:
@@ -250,6 +256,7 @@ def train_run(
             )
 
         for epoch in range(1, config.epochs + 1):
+            epoch_start = time.perf_counter()
             lr = float(optimizer.param_groups[0]["lr"])
             model.train()
             total = torch.zeros(())
@@ -264,7 +271,8 @@ def train_run(
             val_loss, val_acc = _evaluate(model, x_val, y_val)
             test_start = time.perf_counter()
             test_loss, test_acc = _evaluate(model, x_test, y_test)
-            test_time += time.perf_counter() - test_start
+            test_elapsed = time.perf_counter() - test_start
+            test_time += test_elapsed
             record: Record = {
                 "run": result.run,
                 "epoch": epoch,
@@ -277,12 +285,15 @@ def train_run(
             }
             result.records.append(record)
             monitored = record[config.monitor]
+            call_start = time.perf_counter()
             decision = stopper(monitored, model) if stopper is not None else tracker.step(monitored)
+            result.call_times_s.append(time.perf_counter() - call_start)
             if scheduler is not None:
                 scheduler.step(monitored)
             if on_epoch is not None:
                 on_epoch(record, decision)
             result.stop_detail = decision.detail
+            result.epoch_times_s.append(time.perf_counter() - epoch_start - test_elapsed)
             if stopper is not None and decision.should_stop:
                 result.stopped_epoch = epoch
                 break

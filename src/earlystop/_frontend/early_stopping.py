@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -61,7 +62,9 @@ class EarlyStopping:
             :class:`earlystop.Stopper`. With ``smoothing``, the weights kept (and
             ``best_epoch``, ``best_value``) follow the best raw value, see
             :attr:`earlystop.Stopper.kept_step`.
-        restore_best_weights: load the best weights into the model when stopping.
+        restore_best_weights: load the best weights into the model when stopping, and
+            at the end of training when the loop ran out of epochs first: call
+            :meth:`finish`, or use ``with EarlyStopping(...) as es:``.
         policy: a policy SPEC (``"auto"``, ``"ema=0.3,patience=5"``, ``"gl=2"``) or a
             :class:`earlystop.Policy` replacing the rule options above (giving both is an
             error). See :func:`earlystop.parse_policy`.
@@ -146,6 +149,8 @@ class EarlyStopping:
         self._writer = _background_writer(background, path)
         self.distributed = DistributedSync(distributed)
         self._last: Decision | None = None
+        self._model_ref: weakref.ref[Any] | None = None  # the model of the latest call
+        self._restored_step: int | None = None  # the best step last loaded into a model
 
     # -- seed-compatible attributes ----------------------------------------------------
 
@@ -250,6 +255,9 @@ class EarlyStopping:
             )
         if self._writer is not None:
             self._writer.check()  # a failed background write is raised before recording
+        if model is not None:
+            self._model_ref = weakref.ref(model)
+        self._restored_step = None  # a new evaluation: the model has trained since
         before = self.stopper.kept_value
         decision = self.distributed.step(self.stopper, val_loss, metrics)
         self._last = decision
@@ -319,6 +327,7 @@ class EarlyStopping:
             )
             return
         self.restore(model)
+        self._restored_step = best
         self._say(f"EarlyStopping: restored the weights of evaluation {self.stopper.kept_step}")
 
     def _kept_in_memory(self) -> WeightsKeeper | None:
@@ -376,6 +385,7 @@ class EarlyStopping:
         if self._writer is not None:
             self._writer.forget()
         self._last = None
+        self._model_ref = self._restored_step = None
         self.fold += 1
         self.path_template = template
 
@@ -436,11 +446,52 @@ class EarlyStopping:
         if self._writer is not None:
             self._writer.close()
 
+    def finish(self, model: torch.nn.Module | None = None) -> int | None:
+        """End training: restore the best weights if the loop ended without a stop.
+
+        A stop restores the best weights already (``restore_best_weights=True``); a loop
+        that runs out of epochs first keeps the last epoch's weights until this call. With
+        ``restore_best_weights=True`` it loads the best weights into ``model`` (default: the
+        model of the latest call) unless that model holds them already, then flushes and
+        closes a background writer. ``with EarlyStopping(...) as es:`` calls it when the
+        block ends normally.
+
+        Returns:
+            The evaluation whose weights the model holds after a restore (now or at the
+            stop), ``None`` when nothing was restored (``restore_best_weights=False``, no
+            model, or no best weights: a warning is logged for the latter).
+
+        Raises:
+            CheckpointError: a background write failed, or the checkpoint cannot be read.
+        """
+        if model is None and self._model_ref is not None:
+            model = self._model_ref()
+        restored = None
+        if self.restore_best_weights and model is not None:
+            best = self.stopper.kept_step
+            same_model = self._model_ref is not None and self._model_ref() is model
+            if best is not None and best == self._restored_step and same_model:
+                restored = best  # restored at the stop, no evaluation since
+            else:
+                self._restore_on_stop(model)
+                if best is not None and self._restored_step == best:
+                    restored = best
+        self.close()
+        return restored
+
     def __enter__(self) -> EarlyStopping:
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: type[BaseException] | None, *exc_info: object) -> None:
+        """On a normal exit, :meth:`finish`; after an exception, only :meth:`close`.
+
+        After an exception the model keeps its current weights, so that the failure can be
+        inspected (call :meth:`restore` to get the best ones).
+        """
+        if exc_type is None:
+            self.finish()
+        else:
+            self.close()
 
     def __repr__(self) -> str:
         return f"EarlyStopping({self.stopper!r}, path={self.path_template!r})"
