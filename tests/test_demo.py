@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import json
 import os
 import subprocess
@@ -257,11 +258,13 @@ def test_cli_smoke_writes_the_table_and_the_outputs(
     assert printed.err == ""
     lines = printed.out.splitlines()
     assert all(line.startswith("|") for line in lines), printed.out
-    assert lines[0].split("|")[1:4] == [
-        " final model              ",
-        " without early stopping ",
-        " with early stopping ",
+    assert [cell.strip() for cell in lines[0].split("|")[1:4]] == [
+        "final model",
+        "without early stopping",
+        "with early stopping",
     ]
+    assert lines[2].split("|")[1].strip() == "epochs run"
+    assert lines[3].split("|")[1].strip() == "epochs saved"  # the headline, before any time
     assert {p.name for p in out.iterdir()} == {
         "loss.png",
         "curves.csv",
@@ -274,10 +277,17 @@ def test_cli_smoke_writes_the_table_and_the_outputs(
     assert early["epochs_run"] == early["stopped_epoch"] < 20
     assert early["final_weights_epoch"] == early["restored_epoch"] == early["best_epoch"]
     assert summary["config"]["patience"] == 2
-    assert summary["time_saved_pct"] == pytest.approx(
-        100 * (1 - early["wall_time_s"] / full["wall_time_s"])
+    # time saved from per-epoch medians, not from the two wall times
+    unit = full["median_epoch_s"]
+    per_early_epoch = (
+        unit - full["median_early_stopping_call_s"] + early["median_early_stopping_call_s"]
     )
-    assert f"| epochs run               | {20:>22} | {early['epochs_run']:>19} |" in lines
+    assert summary["time_saved_pct"] == pytest.approx(
+        100 * (1 - early["epochs_run"] * per_early_epoch / (20 * unit))
+    )
+    assert summary["epochs_saved_pct"] == pytest.approx(100 * (1 - early["epochs_run"] / 20))
+    row = next(line for line in lines if line.startswith("| epochs run "))
+    assert [cell.strip() for cell in row.split("|")[2:4]] == ["20", str(early["epochs_run"])]
     assert printed.out.strip() in (out / "summary.md").read_text()
     with (out / "curves.csv").open(newline="") as handle:
         rows = list(csv.DictReader(handle))
@@ -285,8 +295,8 @@ def test_cli_smoke_writes_the_table_and_the_outputs(
     assert tuple(rows[0])[:3] == ("run", "epoch", "val_loss")  # the replayable curves format
     curves = {curve.run: curve for curve in read_curves(out / "curves.csv")}
     assert len(curves["no_early_stopping"].series("val_loss")) == 20
-    assert [r["run"] for r in rows].count("no_early_stopping") == 20
-    assert [r["run"] for r in rows].count("early_stopping") == early["epochs_run"]
+    # only the full-budget run: the one a replay can measure policies on honestly
+    assert [r["run"] for r in rows] == ["no_early_stopping"] * 20
     assert (out / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -322,26 +332,31 @@ def test_python_dash_m_earlystop_demo(tmp_path: Path) -> None:
 # -- the figure, through matplotlib objects -------------------------------------------
 
 
-def lines_by_gid(figure: object) -> dict[str, object]:
-    axes = figure.axes[0]  # type: ignore[attr-defined]
+def lines_by_gid(figure: object, panel: int = 0) -> dict[str, object]:
+    axes = figure.axes[panel]  # type: ignore[attr-defined]
     return {line.get_gid(): line for line in axes.get_lines() if line.get_gid()}
 
 
-def test_figure_shows_both_losses_the_checkpoint_and_the_stop(
+def test_figure_shows_both_losses_the_best_epoch_and_the_stop(
     runs: tuple[RunResult, RunResult],
 ) -> None:
     full, early = runs
-    figure = loss_figure(full, early, dataset="digits", time_saved_pct=42.0)
+    figure = loss_figure(full, early, dataset="digits")
     lines = lines_by_gid(figure)
-    assert set(lines) == set(GIDS.values())
+    assert set(lines) == {
+        GIDS[key] for key in ("train", "val", "train_rest", "val_rest", "best", "stopped")
+    }
     epochs = list(range(1, early.epochs_run + 1))
     train, val = lines[GIDS["train"]], lines[GIDS["val"]]
     assert list(train.get_xdata()) == epochs  # type: ignore[attr-defined]
     assert list(train.get_ydata()) == [r["train_loss"] for r in early.records]  # type: ignore[attr-defined]
     assert list(val.get_ydata()) == [r["val_loss"] for r in early.records]  # type: ignore[attr-defined]
-    checkpoint = lines[GIDS["checkpoint"]]
-    assert list(checkpoint.get_xdata()) == [early.restored_epoch] * 2  # type: ignore[attr-defined]
-    assert checkpoint.get_linestyle() == "--"  # type: ignore[attr-defined]
+    assert val.get_label() == "validation loss (monitored)"  # type: ignore[attr-defined]
+    best = lines[GIDS["best"]]
+    assert list(best.get_xdata()) == [early.restored_epoch] * 2  # type: ignore[attr-defined]
+    assert best.get_linestyle() == "--"  # type: ignore[attr-defined]
+    # nothing was written to disk: the line is the best epoch, restored from memory
+    assert best.get_label() == f"best (restored): epoch {early.restored_epoch}"  # type: ignore[attr-defined]
     stopped = lines[GIDS["stopped"]]
     assert list(stopped.get_xdata()) == [early.stopped_epoch]  # type: ignore[attr-defined]
     assert stopped.get_marker() == "X"  # type: ignore[attr-defined]
@@ -350,10 +365,59 @@ def test_figure_shows_both_losses_the_checkpoint_and_the_stop(
     assert list(rest.get_xdata()) == list(range(early.epochs_run, full.epochs_run + 1))  # type: ignore[attr-defined]
     assert rest.get_alpha() < 1  # type: ignore[attr-defined]
     assert val.get_alpha() in (None, 1)  # type: ignore[attr-defined]
-    title = figure.axes[0].get_title()
-    assert f"best epoch {early.restored_epoch}, stopped at epoch {early.stopped_epoch}/20" in title
+    # beside the losses, the validation accuracy (not monitored here)
+    accuracy = lines_by_gid(figure, 1)
+    assert set(accuracy) == {GIDS["acc"], GIDS["acc_rest"], GIDS["acc_best"]}
+    assert accuracy[GIDS["acc"]].get_label() == "validation accuracy"  # type: ignore[attr-defined]
+    title = figure.texts[0].get_text()  # the suptitle; no time figure in it
     saved = round(100 * (1 - early.epochs_run / full.epochs_run))
-    assert f"({saved}% fewer epochs, 42% less time)" in title
+    assert title.startswith(
+        f"digits: stopped at epoch {early.stopped_epoch} of 20: {saved}% fewer epochs; "
+        f"weights of the best epoch, {early.restored_epoch}\n"
+    )
+    assert "time" not in title
+
+
+def test_figure_marks_the_monitored_accuracy_and_a_checkpoint_on_disk(
+    runs: tuple[RunResult, RunResult],
+) -> None:
+    figure = loss_figure(*runs, monitor="val_acc", on_disk=True)
+    assert lines_by_gid(figure)[GIDS["val"]].get_label() == "validation loss"  # type: ignore[attr-defined]
+    accuracy = lines_by_gid(figure, 1)
+    assert accuracy[GIDS["acc"]].get_label() == "validation accuracy (monitored)"  # type: ignore[attr-defined]
+    assert accuracy[GIDS["acc_best"]].get_label().startswith("checkpoint: epoch ")  # type: ignore[attr-defined]
+
+
+def test_figure_marks_learning_rate_drops(digits: DemoData) -> None:
+    config = dataclasses.replace(SMALL, lr_scheduler="plateau", lr_patience=0, patience=3)
+    full = train_run(config, digits, early_stopping=False)
+    early = train_run(config, digits, early_stopping=True)
+    drops = [
+        r["epoch"]
+        for p, r in zip(full.records, full.records[1:], strict=False)
+        if r["lr"] < p["lr"]
+    ]
+    assert drops  # the scheduler lowered the rate at least once
+    axes = loss_figure(full, early).axes[0]
+    marked = [line.get_xdata()[0] for line in axes.get_lines() if line.get_gid() == GIDS["lr"]]
+    assert marked == drops
+    labels = [line.get_label() for line in axes.get_lines() if line.get_gid() == GIDS["lr"]]
+    assert labels[0] == "learning rate lowered (x0.1)"
+
+
+def test_figure_names_the_epochs_above_the_loss_axis(runs: tuple[RunResult, RunResult]) -> None:
+    full, early = runs
+    axes = loss_figure(full, early).axes[0]
+    top = axes.get_ylim()[1]
+    above = [r["epoch"] for r in full.records if max(r["train_loss"], r["val_loss"]) > top]
+    label = axes.xaxis.label
+    if above:
+        assert label.get_gid() == GIDS["clipped"]
+        assert f"epoch {above[0]}: " in label.get_text()
+    else:
+        assert label.get_text() == "epoch"
+    shown = [r["epoch"] for r in full.records if max(r["train_loss"], r["val_loss"]) <= top]
+    assert set(above) | set(shown) == set(range(1, full.epochs_run + 1))
 
 
 def test_figure_without_a_stop_has_no_marker_and_no_faint_curves(
@@ -367,8 +431,9 @@ def test_figure_without_a_stop_has_no_marker_and_no_faint_curves(
         restored_epoch=full.best_epoch,
         final=full.final,
     )
-    lines = lines_by_gid(loss_figure(full, no_stop))
-    assert set(lines) == {GIDS["train"], GIDS["val"], GIDS["checkpoint"]}
+    figure = loss_figure(full, no_stop)
+    assert set(lines_by_gid(figure)) == {GIDS["train"], GIDS["val"], GIDS["best"]}
+    assert "no stop within 20 epochs: no epoch saved" in figure.texts[0].get_text()
 
 
 def test_saved_png_is_small(runs: tuple[RunResult, RunResult], tmp_path: Path) -> None:
@@ -395,14 +460,57 @@ def test_summary_json_encodes_non_finite_losses_as_strings(
     written = json.loads((tmp_path / "summary.json").read_text())
     assert written["runs"]["early_stopping"]["final_val_loss"] == "nan"
     assert written["runs"]["early_stopping"]["final_test_loss"] == "inf"
-    assert "| test loss                |                 " in table
+    row = next(line for line in table.splitlines() if line.startswith("| test loss "))
+    assert row.split("|")[3].strip() == "inf"
     assert (tmp_path / "summary.md").read_text().startswith("# earlystop demo: digits, seed 3")
 
 
 def test_out_that_is_a_file_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     target = tmp_path / "taken"
     target.write_text("")
-    assert main(["demo", "--out", str(target), "--epochs", "1"]) == 2
+    assert main(["demo", "--out", str(target), "--epochs", "1", "--patience", "0"]) == 2
     assert capsys.readouterr().err.startswith(
         f"earlystop demo: error: --out {target}: cannot create the folder"
     )
+
+
+@pytest.mark.parametrize(
+    ("argv", "warning"),
+    [
+        (
+            ("--patience", "20", "--epochs", "2"),
+            "--patience 20 >= the budget of 2 epochs: early stopping cannot stop before the "
+            "budget ends, so both runs train every epoch (lower --patience or raise --epochs)",
+        ),
+        (("--lr-patience", "1"), "--lr-patience ignored without --lr-scheduler plateau"),
+        (("--lr-factor", "0.5"), "--lr-factor ignored without --lr-scheduler plateau"),
+        (("--data-dir", "."), "--data-dir ignored with --dataset digits (only mnist reads it)"),
+        (
+            ("--mode", "max"),
+            "--mode max on val_loss: early stopping will treat a higher val_loss as better",
+        ),
+    ],
+)
+def test_inconsistent_flags_get_a_one_line_warning(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: tuple[str, ...], warning: str
+) -> None:
+    base = ["demo", "--out", str(tmp_path), "--quiet", "--epochs", "2", "--patience", "1"]
+    assert main([*base, *argv]) == 0
+    assert capsys.readouterr().err == f"earlystop demo: warning: {warning}\n"
+
+
+def test_consistent_flags_get_no_warning() -> None:
+    from earlystop._cli.demo import inconsistencies
+
+    args = parse("--lr-scheduler", "plateau", "--lr-patience", "2", "--patience", "5")
+    assert inconsistencies(args, config_from_args(args)) == []
+
+
+def test_cli_json_prints_the_summary(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["demo", "--out", str(tmp_path), "--json", "--epochs", "3", "--patience", "1"]
+    assert main([*argv, "--batch-size", "256"]) == 0
+    printed = capsys.readouterr()
+    assert printed.err == ""  # no progress bars
+    data = json.loads(printed.out)
+    assert data == json.loads((tmp_path / "summary.json").read_text())
+    assert data["runs"]["no_early_stopping"]["epochs_run"] == 3

@@ -200,6 +200,7 @@ JSON_KEYS = {
     "fail_rate",
     "left_out",
     "acc_runs",
+    "spec",
 }
 
 

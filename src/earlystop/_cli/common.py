@@ -93,13 +93,14 @@ def plot_target(path: str, purpose: str = "--plot") -> Path:
     target = Path(path)
     formats = FigureCanvasAgg(Figure()).get_supported_filetypes()
     suffix = target.suffix.lower().lstrip(".")
-    if suffix not in formats:
-        raise CliError(
-            f"{purpose} {path}: the file name must end in one of "
-            f"{', '.join('.' + name for name in sorted(formats))}, got {target.suffix or 'none'!r}"
-        )
     if target.is_dir():
         raise CliError(f"{purpose} {path}: is a folder; give a file name such as {path}/plot.png")
+    if suffix not in formats:
+        got = f"got {target.suffix!r}" if target.suffix else "it has no suffix"
+        raise CliError(
+            f"{purpose} {path}: the file name must end in one of "
+            f"{', '.join('.' + name for name in sorted(formats))}; {got}"
+        )
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -19,6 +19,7 @@ from .._rules.policy import Policy, stopper_from_policy
 from .._rules.scheduler import SchedulerAware
 from .._weights.background import BackgroundWriter
 from .._weights.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .._weights.extras import require_safetensors
 from .._weights.keeper import WeightsKeeper
 from .distributed import Agreement, DistributedSync
 
@@ -501,6 +502,8 @@ def _check_path(path: Any) -> str | os.PathLike[str] | None:
     if path is None or isinstance(path, (str, os.PathLike)):
         if isinstance(path, str) and not path:
             raise ValueError("`path` must be a file path or None, got ''")
+        if path is not None and Path(path).suffix == ".safetensors":
+            require_safetensors()  # before training, not at the first improvement
         return path
     raise ValueError(f"`path` must be a file path (str or PathLike) or None, got {path!r}")
 

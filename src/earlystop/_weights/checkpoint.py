@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, cast
 
+from .extras import require_safetensors
+
 __all__ = ["Checkpoint", "CheckpointError", "load_checkpoint", "save_checkpoint"]
 
 TMP_SUFFIX = ".earlystop-tmp"
@@ -210,6 +212,7 @@ def _write_safetensors(
     extra: Mapping[str, Any],
     stopper: Mapping[str, Any] | None,
 ) -> None:
+    require_safetensors()
     from safetensors.torch import save_file
 
     tensors = _unshare(state_dict, target)
@@ -403,6 +406,7 @@ def _load_torch(source: Path, map_location: Any) -> Checkpoint:
 
 
 def _load_safetensors(source: Path, map_location: Any) -> Checkpoint:
+    require_safetensors()
     from safetensors import SafetensorError, safe_open
 
     device = str(map_location) if map_location is not None else "cpu"
