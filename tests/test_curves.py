@@ -231,3 +231,49 @@ def test_generator_quick_mode_writes_a_valid_corpus(tmp_path: Path) -> None:
         assert all(math.isfinite(v) for v in curve.series("train_loss")[:2])
     assert [c.has("test_acc") for c in curves] == [True, True, False]  # diabetes: regression
     assert re.search(r'"quick": true', (tmp_path / "quick.json").read_text())
+
+
+def test_text_columns_are_kept_as_labels(tmp_path: Path) -> None:
+    text = (
+        "run,epoch,task,val_loss,config,note\n"
+        "a,1,digits,1.0,wide,\n"
+        "a,2,digits,0.5,wide,lr dropped\n"
+        "b,1,mnist,2.0,3,\n"
+    )
+    a, b = read_curves(write(tmp_path, text))
+    assert sorted(a.columns) == ["val_loss"]
+    assert a.labels == {
+        "task": ["digits", "digits"],
+        "config": ["wide", "wide"],
+        "note": ["", "lr dropped"],
+    }
+    assert b.labels["config"] == ["3"]  # a column with any text is text, numbers included
+    assert (a.label("task"), b.label("task")) == ("digits", "mnist")
+    with pytest.raises(ValueError, match=r"column 'note' changes within run 'a' \(, lr dropped\)"):
+        a.label("note")
+    with pytest.raises(KeyError, match=r"run 'a' has no text column 'lr'; text columns: config"):
+        a.label("lr")
+
+
+@pytest.mark.parametrize("column", ["val_loss", "train_loss", "test_loss", "val_acc", "lr"])
+def test_known_numeric_columns_still_refuse_text(tmp_path: Path, column: str) -> None:
+    header = "run,epoch,val_loss" + ("" if column == "val_loss" else f",{column}")
+    row = "a,1,high" if column == "val_loss" else "a,1,1.0,high"
+    message = rf"curves.csv:2: column '{column}' must be a number, got 'high'"
+    with pytest.raises(CurvesError, match=message):
+        read_curves(write(tmp_path, f"{header}\n{row}\n"))
+
+
+def test_recorder_writes_labels(tmp_path: Path) -> None:
+    path = tmp_path / "out.csv"
+    with CurveRecorder(path) as recorder:
+        recorder.record("r", 1, 0.5, task="digits, small", train_loss=0.4)
+        recorder.record("r", 2, 0.4, task="digits, small", train_loss=0.3)
+    (curve,) = read_curves(path)
+    assert curve.label("task") == "digits, small"
+    assert curve.series("train_loss") == [0.4, 0.3]
+    with CurveRecorder(tmp_path / "bad.csv", columns=["lr", "task"]) as recorder:
+        with pytest.raises(ValueError, match=r"`lr` must be a number or a one-line label, got 'x'"):
+            recorder.record("r", 1, 0.5, lr="x")
+        with pytest.raises(ValueError, match=r"`task` must be a number or a one-line label"):
+            recorder.record("r", 1, 0.5, task="two\nlines")

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from earlystop import Curve, Mode, Stopper, read_curves
+from earlystop import AUTO_SPEC, Curve, Mode, Stopper, read_curves
 from earlystop._cli.main import main
 from earlystop._replay.replay import (
     Outcome,
@@ -328,3 +328,78 @@ def test_replay_properties(val: list[float], test: list[float], patience: int) -
     # stopping later never moves the kept evaluation to a worse validation value
     later = outcome_at(curve, n)
     assert val[later.kept - 1] <= val[outcome.kept - 1]  # type: ignore[operator]
+
+
+def test_cli_by_label_reports_each_value_then_all(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "labelled.csv"
+    rows = ["run,epoch,task,val_loss,test_loss"]
+    for run, task, losses in [
+        ("a", "easy", [1.0, 0.5, 0.6, 0.7]),
+        ("b", "easy", [1.0, 0.9, 0.8, 0.7]),
+        ("c", "hard", [1.0, 0.8, 0.9, 0.95]),
+    ]:
+        rows += [f"{run},{e},{task},{v},{v}" for e, v in enumerate(losses, start=1)]
+    path.write_text("\n".join(rows) + "\n")
+    argv = ["replay", str(path), "--policy", "patience=1", "--by", "task"]
+    assert main([*argv, "--json"]) == 0
+    found = json.loads(capsys.readouterr().out)
+    assert [(row["by"]["task"], row["runs"]) for row in found] == [
+        ("easy", 2),
+        ("hard", 1),
+        (None, 3),
+    ]
+    # patience=1 stops a at 3 (cost 3/4), b never (1), c at 3 (3/4)
+    assert [row["mean_cost"] for row in found] == pytest.approx([0.875, 0.75, 5 / 6])
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "task=easy (2 runs):" in out
+    assert "task=hard (1 runs):" in out
+    assert "all runs (3 runs):" in out
+    assert main(["replay", str(path), "--policy", "patience=1", "--by", "val_loss"]) == 2
+    assert capsys.readouterr().err == (
+        f"earlystop replay: error: {path}: --by val_loss: no text column 'val_loss' "
+        "(it holds numbers); text columns: task\n"
+    )
+
+
+def test_cli_prints_policies_as_written_and_no_empty_left_out(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "clean.csv"
+    path.write_text(
+        "run,epoch,val_loss,test_loss\n" + "".join(f"a,{e},{e % 3},1\n" for e in range(1, 7))
+    )
+    assert main(["replay", str(path), "--policy", "auto", "--policy", "patience=2"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[2].split()[0] == "auto"
+    assert out.splitlines()[-1] == f"auto = {AUTO_SPEC}"
+    assert "left out" not in out  # nothing was
+    assert "patience=2 =" not in out  # written as its own expansion: no footer line
+
+
+def test_plot_labels_every_policy_without_overlap(tmp_path: Path) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from earlystop._replay.plot import place_labels
+
+    figure = Figure(figsize=(6, 4))
+    canvas = FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    # a tight cluster, as on the corpus: 12 policies within 1% of cost and regret
+    points = [(30 + 0.1 * i, 0.2 + 0.05 * (i % 3), f"patience={i}", "black") for i in range(12)]
+    axes.scatter([p[0] for p in points], [p[1] for p in points])
+    axes.set_xlim(25, 40)
+    axes.set_ylim(0, 0.6)
+    renderer = canvas.get_renderer()
+    annotations = place_labels(axes, renderer, points)
+    assert sorted(a.get_text() for a in annotations) == sorted(p[2] for p in points)
+    from matplotlib.text import Text
+
+    canvas.draw()
+    boxes = [Text.get_window_extent(a, renderer) for a in annotations]  # without leader lines
+    for i, first in enumerate(boxes):
+        for second in boxes[i + 1 :]:
+            assert not first.overlaps(second), (first, second)

@@ -151,7 +151,6 @@ class EarlyStopping:
         self.distributed = DistributedSync(distributed)
         self._last: Decision | None = None
         self._model_ref: weakref.ref[Any] | None = None  # the model of the latest call
-        self._restored_step: int | None = None  # the best step last loaded into a model
 
     # -- seed-compatible attributes ----------------------------------------------------
 
@@ -258,7 +257,6 @@ class EarlyStopping:
             self._writer.check()  # a failed background write is raised before recording
         if model is not None:
             self._model_ref = weakref.ref(model)
-        self._restored_step = None  # a new evaluation: the model has trained since
         before = self.stopper.kept_value
         decision = self.distributed.step(self.stopper, val_loss, metrics)
         self._last = decision
@@ -328,7 +326,6 @@ class EarlyStopping:
             )
             return
         self.restore(model)
-        self._restored_step = best
         self._say(f"EarlyStopping: restored the weights of evaluation {self.stopper.kept_step}")
 
     def _kept_in_memory(self) -> WeightsKeeper | None:
@@ -386,7 +383,7 @@ class EarlyStopping:
         if self._writer is not None:
             self._writer.forget()
         self._last = None
-        self._model_ref = self._restored_step = None
+        self._model_ref = None
         self.fold += 1
         self.path_template = template
 
@@ -453,14 +450,14 @@ class EarlyStopping:
         A stop restores the best weights already (``restore_best_weights=True``); a loop
         that runs out of epochs first keeps the last epoch's weights until this call. With
         ``restore_best_weights=True`` it loads the best weights into ``model`` (default: the
-        model of the latest call) unless that model holds them already, then flushes and
-        closes a background writer. ``with EarlyStopping(...) as es:`` calls it when the
-        block ends normally.
+        model of the latest call; loading them again after a stop is harmless), then
+        flushes and closes a background writer. ``with EarlyStopping(...) as es:`` calls it
+        when the block ends normally.
 
         Returns:
-            The evaluation whose weights the model holds after a restore (now or at the
-            stop), ``None`` when nothing was restored (``restore_best_weights=False``, no
-            model, or no best weights: a warning is logged for the latter).
+            The evaluation whose weights were loaded, ``None`` when nothing was restored
+            (``restore_best_weights=False``, no model, or no best weights: a warning is
+            logged for the latter).
 
         Raises:
             CheckpointError: a background write failed, or the checkpoint cannot be read.
@@ -469,14 +466,9 @@ class EarlyStopping:
             model = self._model_ref()
         restored = None
         if self.restore_best_weights and model is not None:
-            best = self.stopper.kept_step
-            same_model = self._model_ref is not None and self._model_ref() is model
-            if best is not None and best == self._restored_step and same_model:
-                restored = best  # restored at the stop, no evaluation since
-            else:
-                self._restore_on_stop(model)
-                if best is not None and self._restored_step == best:
-                    restored = best
+            self._restore_on_stop(model)  # the same rules and warnings as at a stop
+            if self._kept_in_memory() is not None or (self.path and self.path.is_file()):
+                restored = self.stopper.kept_step
         self.close()
         return restored
 

@@ -99,6 +99,7 @@ def save_checkpoint(
             f"cannot create the directory of checkpoint {target}: {exc}", target
         ) from exc
     if checkpoint_format(target) == "safetensors":
+        require_safetensors()
         _write_atomic(
             target, lambda tmp: _write_safetensors(tmp, target, state_dict, extra_state, stopper)
         )
