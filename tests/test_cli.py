@@ -52,6 +52,8 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
         main(["--version"])
     assert exit_info.value.code == 0
     assert capsys.readouterr().out == f"earlystop {earlystop.__version__}\n"
+    pyproject = (SRC.parent / "pyproject.toml").read_text(encoding="utf-8")
+    assert f'\nversion = "{earlystop.__version__}"\n' in pyproject  # one version, two places
 
 
 @pytest.mark.parametrize(

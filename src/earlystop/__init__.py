@@ -25,6 +25,7 @@ from ._core.options import Mode, NonFinite
 from ._core.protocols import Smoother
 from ._core.stopper import Stopper
 from ._core.values import to_float
+from ._core.version import __version__
 from ._frontend.distributed import Agreement, DistributedValueError
 from ._frontend.early_stopping import EarlyStopping
 from ._replay.curves import Curve, CurveRecorder, CurvesError, read_curves
@@ -37,8 +38,6 @@ from ._rules.scheduler import SchedulerAware
 from ._rules.smoothing import EMA, MovingMean, MovingMedian
 from ._weights.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
 from ._weights.keeper import WeightsKeeper
-
-__version__ = "0.1.0"
 
 __all__ = [  # noqa: RUF022 (plain sorted order, pinned by tests/test_import.py)
     "AUTO_SPEC",

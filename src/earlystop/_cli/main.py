@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
+from .._core.version import __version__
 from .common import EXTRA_OF, CliError, missing_package_message
 
 __all__ = ["main"]
@@ -34,8 +35,6 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .. import __version__
-
     parser = _Parser(prog="earlystop", description="Early stopping for PyTorch: demo and tools.")
     parser.add_argument("--version", action="version", version=f"earlystop {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
