@@ -300,7 +300,7 @@ def train_run(
 
         if stopper is not None and stopper.best_epoch is not None:
             if result.stopped_epoch is None:  # the budget ended first: restore anyway
-                stopper.restore(model)
+                stopper.finish(model)
             result.restored_epoch = stopper.best_epoch
         result.wall_time_s = time.perf_counter() - start - test_time
 
