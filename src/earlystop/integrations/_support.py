@@ -85,7 +85,7 @@ def restore_best(early_stopping: EarlyStopping, model: Any) -> int | None:
     best = early_stopping.best_epoch
     if best is None:
         return None
-    keeper, path = early_stopping.keeper, early_stopping.path
+    keeper, path = early_stopping.keeper, early_stopping._file
     if keeper.step != best and (path is None or not path.is_file()):
         logger.warning(
             "earlystop: the best weights (evaluation %d) were kept by an earlier process; "
