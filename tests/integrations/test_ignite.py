@@ -223,7 +223,7 @@ def test_deprecated_aliases_warn_as_ignite(
         with pytest.warns(DeprecationWarning, match=message):
             handler = cls(2, lambda e: 0.0, Engine(print), **{alias: value})
         assert getattr(handler, attribute) == value
-    with pytest.warns(DeprecationWarning):
+    with pytest.warns(DeprecationWarning, match="deprecated"):
         ours = EarlyStopping(2, lambda e: 0.0, Engine(print), min_delta=0.25, min_delta_mode="rel")
     assert ours.early_stopping.stopper.min_rel_delta == 0.25
 
@@ -247,9 +247,9 @@ def test_state_dict_round_trip_and_ignites_own_state() -> None:
     assert list(state)[:3] == ["counter", "best_score", "threshold_mode"]
     assert (state["counter"], state["best_score"]) == (2, 0.6)
     json.dumps(state)
-    for saved in [state, TheirEarlyStopping(3, print, Engine(print)).state_dict() | dict(
-        counter=2, best_score=0.6
-    )]:  # fmt: skip
+    for saved in [state, TheirEarlyStopping(3, print, Engine(print)).state_dict() | {
+        "counter": 2, "best_score": 0.6
+    }]:  # fmt: skip
         trainer = Engine(lambda e, b: None)
         score, _ = scripted([0.59])
         resumed = EarlyStopping(3, score, trainer)

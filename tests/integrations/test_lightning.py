@@ -304,7 +304,7 @@ def test_restore_best_weights(tmp_path: Path) -> None:
     trainer, model = fit([callback], tmp_path)
     assert (trainer.current_epoch, callback.stopped_epoch, callback.best_epoch) == (5, 4, 2)
     assert (float(model.mark), callback.restored_step) == (2.0, 2)
-    kept, model = fit([EarlyStopping(monitor="val_loss")], tmp_path)  # Lightning's default
+    _, model = fit([EarlyStopping(monitor="val_loss")], tmp_path)  # Lightning's default
     assert float(model.mark) == 5.0
 
 
@@ -328,14 +328,14 @@ def test_the_callback_that_stopped_training_restores(tmp_path: Path) -> None:
 
 def test_policy_and_criteria_reach_the_core(tmp_path: Path) -> None:
     callback = EarlyStopping(monitor="val_loss", policy="patience=1")
-    trainer, _ = fit([callback], tmp_path)
+    fit([callback], tmp_path)
     assert (callback.stopped_epoch, callback.last_decision.reason) == (2, "patience")
 
     def plateau(history: Any) -> str | None:
         return "plateau" if len(history) >= 3 and history.values[-1] > 0.84 else None
 
     callback = EarlyStopping(monitor="val_loss", patience=100, criteria=[plateau])
-    trainer, _ = fit([callback], tmp_path)
+    fit([callback], tmp_path)
     assert (callback.stopped_epoch, callback.stopping_reason) == (
         2,
         EarlyStoppingReason.PATIENCE_EXHAUSTED,
@@ -373,7 +373,7 @@ def test_checkpoint_best_weights_restores_across_a_resume(tmp_path: Path) -> Non
 
 
 def test_path_restores_across_a_resume(tmp_path: Path) -> None:
-    resumed, trainer, model, _ = checkpoint_and_resume(tmp_path, path=tmp_path / "best.pt")
+    resumed, _, model, _ = checkpoint_and_resume(tmp_path, path=tmp_path / "best.pt")
     assert (resumed.stopped_epoch, float(model.mark)) == (4, 2.0)
 
 

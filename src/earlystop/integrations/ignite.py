@@ -107,6 +107,7 @@ class EarlyStopping(_IgniteEarlyStopping):  # type: ignore[misc]
         if model is not None and not callable(getattr(model, "state_dict", None)):
             raise TypeError(f"`model` must be a torch.nn.Module, got {type(model).__name__}")
         # super() resolved the deprecated aliases into these attributes
+        self.threshold_mode: str
         delta = "min_rel_delta" if self.threshold_mode == "rel" else "min_delta"
         if policy is None:
             rules: dict[str, Any] = {"patience": patience, delta: self.threshold}
