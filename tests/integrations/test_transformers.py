@@ -193,8 +193,11 @@ def test_hf_attributes_are_writable() -> None:
 
 
 def test_eval_strategy_no_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match=r"^EarlyStoppingCallback needs evaluations during training, "
-                       r"but the TrainingArguments have eval_strategy='no'"):  # fmt: skip
+    message = (
+        r"^EarlyStoppingCallback needs evaluations during training, but the "
+        r"TrainingArguments have eval_strategy='no'"
+    )
+    with pytest.raises(ValueError, match=message):
         train(EarlyStoppingCallback(), tmp_path, arguments={"eval_strategy": "no"})
 
 

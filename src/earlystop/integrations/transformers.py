@@ -181,7 +181,10 @@ class EarlyStoppingCallback(AdapterState, _TrainerCallback):  # type: ignore[mis
                 greater = not self.monitor.endswith("loss")
             mode = "max" if greater else "min"
         mode = "min" if mode is None else mode
-        if mode != self.early_stopping.stopper.mode.value and self.early_stopping.stopper.step_count:
+        if (
+            mode != self.early_stopping.stopper.mode.value
+            and self.early_stopping.stopper.step_count
+        ):
             raise ValueError(
                 f"the training arguments make {self.monitor!r} a {mode!r} metric, but this "
                 f"callback already decided in mode {self.early_stopping.stopper.mode.value!r}"
