@@ -283,3 +283,26 @@ def test_relative_threshold_on_negative_scores() -> None:
     theirs, ours = step_both([-2.0, -2.5], threshold=0.5, threshold_mode="rel", patience=1)
     assert theirs[-1] == (0, -2.5, False)  # Ignite: -2.5 > -2.0 * 1.5 is an "improvement"
     assert ours[-1] == (1, -2.0, True)
+
+
+# -- random sequences: no documented difference applies -------------------------------------
+
+hypothesis = pytest.importorskip("hypothesis")
+st = hypothesis.strategies
+grid = st.integers(-256, 256).map(lambda k: k / 16)  # dyadic: `best + t` is exact
+
+
+@hypothesis.settings(max_examples=60, deadline=None)
+@hypothesis.given(
+    values=st.lists(grid, min_size=1, max_size=20),
+    patience=st.integers(1, 4),
+    threshold=st.integers(0, 8).map(lambda k: k / 16),
+    mode=st.sampled_from(["min", "max"]),
+)
+def test_same_decisions_on_random_sequences(
+    values: list[float], patience: int, threshold: float, mode: str
+) -> None:
+    # with threshold > 0 only cumulative=True shares earlystop's reference rule
+    options = {"threshold": threshold, "cumulative": threshold > 0, "mode": mode}
+    theirs, ours = step_both(values, patience=patience, **options)
+    assert ours == theirs

@@ -394,3 +394,24 @@ def test_resumes_from_a_checkpoint_of_lightnings_own_callback(tmp_path: Path) ->
 def test_load_state_dict_names_missing_keys() -> None:
     with pytest.raises(ValueError, match=r"is missing keys: best_score, stopped_epoch$"):
         EarlyStopping(monitor="val_loss").load_state_dict({"wait_count": 1})
+
+
+# -- random sequences: no documented difference applies (no thresholds, finite values) ------
+
+hypothesis = pytest.importorskip("hypothesis")
+st = hypothesis.strategies
+grid = st.integers(-256, 256).map(lambda k: k / 16)  # exact in float32, so both compare alike
+
+
+@hypothesis.settings(max_examples=60, deadline=None)
+@hypothesis.given(
+    values=st.lists(grid, min_size=1, max_size=20),
+    patience=st.integers(0, 4),
+    min_delta=st.integers(0, 8).map(lambda k: k / 16),
+    mode=st.sampled_from(["min", "max"]),
+)
+def test_same_decisions_on_random_sequences(
+    values: list[float], patience: int, min_delta: float, mode: str
+) -> None:
+    theirs, ours = step_both(values, {"patience": patience, "min_delta": min_delta, "mode": mode})
+    assert ours == theirs
