@@ -77,6 +77,23 @@ class EarlyStopping:
             Every rank must make each call; code calling it on rank 0 only needs ``"local"``.
 
     Calling it returns the :class:`Decision`; it is truthy when training should stop.
+
+    As in the seed, every improvement calls :meth:`save_checkpoint` (a subclass may override
+    it to save differently), the seed's attributes (``counter``, ``early_stop``,
+    ``best_val_loss``, ``val_loss_min``, ``best_score``, ``patience``, ``delta``, ``path``)
+    can be written to reset or resume a run (docs/semantics.md gives the effect of each),
+    and the messages of the seed's events are the seed's lines.
+
+    >>> lines = []
+    >>> es = EarlyStopping(patience=1, path=None, verbose=True, trace_func=lines.append)
+    >>> _ = es(0.5), es(0.75)
+    >>> lines[:2]
+    ['Validation loss decreased (inf --> 0.500000).', 'EarlyStopping counter: 1 out of 1']
+    >>> es.early_stop, es.counter
+    (True, 1)
+    >>> es.counter, es.early_stop = 0, False  # the seed's way to go on
+    >>> es(0.75).should_stop, es.counter
+    (True, 1)
     """
 
     def __init__(
