@@ -201,6 +201,22 @@ def test_eval_strategy_no_is_refused(tmp_path: Path) -> None:
         train(EarlyStoppingCallback(), tmp_path, arguments={"eval_strategy": "no"})
 
 
+def test_eval_steps_beyond_the_run_are_refused(tmp_path: Path) -> None:
+    # 10 epochs of 1 step: an evaluation every 50 steps would never happen
+    with pytest.raises(ValueError, match=r"eval_steps=50 is beyond the 10 training steps"):
+        train(
+            EarlyStoppingCallback(),
+            tmp_path,
+            arguments={"eval_strategy": "steps", "eval_steps": 50},
+        )
+    trainer, _ = train(  # every 2 steps: 0.8 at step 2, then 3 worse: stop at step 8
+        EarlyStoppingCallback(early_stopping_patience=3),
+        tmp_path,
+        arguments={"eval_strategy": "steps", "eval_steps": 2},
+    )
+    assert trainer.state.global_step == 8
+
+
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [

@@ -25,19 +25,38 @@ _TrainerCallback: Any = _transformers.TrainerCallback
 __all__ = ["EarlyStoppingCallback", "check_training_arguments"]
 
 
-def check_training_arguments(args: Any) -> None:
+def check_training_arguments(args: Any, state: Any = None) -> None:
     """Refuse ``TrainingArguments`` under which an early-stopping callback can never act.
+
+    Args:
+        args: the ``TrainingArguments``.
+        state: the ``TrainerState`` at ``on_train_begin`` (its ``max_steps``), if known.
 
     Raises:
         ValueError: ``eval_strategy`` is ``"no"``: ``on_evaluate`` never runs during
-            training, so nothing would ever be checked or stopped.
+            training, so nothing would ever be checked or stopped; or it is ``"steps"``
+            with ``eval_steps`` (a step count) beyond the run's ``max_steps``.
     """
     strategy = getattr(args, "eval_strategy", None)
-    if str(getattr(strategy, "value", strategy)) == "no":
+    strategy = str(getattr(strategy, "value", strategy))
+    if strategy == "no":
         raise ValueError(
             "EarlyStoppingCallback needs evaluations during training, but the "
             "TrainingArguments have eval_strategy='no': set eval_strategy='epoch' or "
             "'steps' (with eval_steps)"
+        )
+    steps = getattr(args, "eval_steps", None)
+    total = getattr(state, "max_steps", None)
+    if (
+        strategy == "steps"
+        and isinstance(steps, (int, float))
+        and steps >= 1
+        and isinstance(total, int)
+        and 0 < total < steps
+    ):
+        raise ValueError(
+            f"EarlyStoppingCallback needs evaluations during training, but eval_steps={steps!r} "
+            f"is beyond the {total} training steps: no evaluation would run"
         )
 
 
@@ -162,7 +181,7 @@ class EarlyStoppingCallback(AdapterState, _TrainerCallback):  # type: ignore[mis
     # -- Trainer events ---------------------------------------------------------------------
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        check_training_arguments(args)
+        check_training_arguments(args, state)
         self._follow_the_arguments(args)
         saved = (state.stateful_callbacks or {}).get(self.state_name)
         if isinstance(saved, Mapping):
