@@ -605,7 +605,7 @@ class EarlyStopping:
         restored = None
         if self.restore_best_weights and model is not None:
             self._restore_on_stop(model)  # the same rules and warnings as at a stop
-            if self._kept_in_memory() is not None or (self.path and self.path.is_file()):
+            if self._kept_in_memory() is not None or (self._file and self._file.is_file()):
                 restored = self.stopper.kept_step
         self.close()
         return restored
