@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import math
 import os
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,7 +21,10 @@ from .._rules.scheduler import SchedulerAware
 from .._weights.background import BackgroundWriter
 from .._weights.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .._weights.keeper import WeightsKeeper
+from .._weights.lost import LostWeightsWarning
+from .._weights.paths import path_problem
 from .distributed import Agreement, DistributedSync
+from .transaction import begin, roll_back
 
 if TYPE_CHECKING:
     import torch
@@ -145,7 +150,9 @@ class EarlyStopping:
         self.keeper = WeightsKeeper()
         self._writer = _background_writer(background, path)
         self.distributed = DistributedSync(distributed)
+        self.distributed.configure(self.stopper)
         self._last: Decision | None = None
+        self._lost: str | None = None  # why the best weights are gone, when they are
 
     # -- seed-compatible attributes ----------------------------------------------------
 
@@ -248,13 +255,60 @@ class EarlyStopping:
                 "`extra_state` must be a mapping of names to state, got "
                 f"{type(extra_state).__name__}"
             )
-        if self._writer is not None:
-            self._writer.check()  # a failed background write is raised before recording
+        writer = self._writer
+        failure: BaseException | None = None
+        if writer is not None:
+            try:
+                writer.check()  # a failed background write is raised before recording
+            except CheckpointError as exc:
+                if not self.distributed.active:
+                    raise
+                failure = exc  # raised on every rank by the collective, so none waits
+        saved = begin(self)
         before = self.stopper.kept_value
-        decision = self.distributed.step(self.stopper, val_loss, metrics)
-        self._last = decision
-        if self.stopper.kept_step == decision.step:  # best raw value; = improved unsmoothed
-            self._on_improvement(decision, before, model, extra_state)
+        try:
+            decision = self.distributed.step(
+                self.stopper, val_loss, metrics, failure=failure, path=self.path
+            )
+            self._last = decision
+            keep = None
+            if self.stopper.kept_step == decision.step:  # best raw value; = improved unsmoothed
+                keep = self._prepare_keep(decision, model, extra_state)
+            self._announce(decision, before, keep is not None)
+            error = None if keep is None else self._keep(decision, keep, extra_state)
+        except BaseException as exc:
+            roll_back(self, saved, exc)
+            raise
+        if error is not None:  # committed: the weights are in memory, the file is stale
+            raise error
+        if decision.should_stop and self.restore_best_weights and model is not None:
+            self._restore_on_stop(model)
+        return decision
+
+    def _prepare_keep(
+        self,
+        decision: Decision,
+        model: torch.nn.Module | None,
+        extra_state: Mapping[str, Any] | None,
+    ) -> dict[str, Any] | None:
+        """The weights to keep at an improvement, checked before anything is kept."""
+        if model is None:
+            return None
+        state = dict(model.state_dict())
+        meta = [name for name, value in state.items() if getattr(value, "is_meta", False)]
+        if meta:
+            raise ValueError(
+                f"`model` has tensors on the meta device, which hold no weights to keep: {meta}"
+            )
+        return state
+
+    def _announce(self, decision: Decision, before: float | None, saving: bool) -> None:
+        """Say what the call decided (before the weights are kept: saying may raise)."""
+        if self.stopper.kept_step == decision.step:
+            previous = math.inf * self.stopper.mode.sign if before is None else before
+            note = "  Saving model ..." if saving else ""
+            value = decision.value
+            self._say(f"Validation metric improved ({previous:.6f} --> {value:.6f}).{note}")
         if (
             not decision.improved
             and decision.step > self.stopper.start_from_epoch
@@ -264,61 +318,58 @@ class EarlyStopping:
             self._say(f"EarlyStopping counter: {decision.wait} {limit}")
         if decision.should_stop:
             self._say(f"EarlyStopping: stop at evaluation {decision.step}: {decision.detail}")
-            if self.restore_best_weights and model is not None:
-                self._restore_on_stop(model)
-        return decision
 
-    def _on_improvement(
-        self,
-        decision: Decision,
-        before: float | None,
-        model: torch.nn.Module | None,
-        extra_state: Mapping[str, Any] | None,
-    ) -> None:
-        previous = math.inf * self.stopper.mode.sign if before is None else before
-        saving = "  Saving model ..." if model is not None else ""
-        self._say(f"Validation metric improved ({previous:.6f} --> {decision.value:.6f}).{saving}")
-        if model is None:
-            return
-        state = model.state_dict()
-        meta = [name for name, value in state.items() if getattr(value, "is_meta", False)]
-        if meta:
-            error = ValueError(
-                f"`model` has tensors on the meta device, which hold no weights to keep: {meta}"
-            )
-            error.decision = decision  # type: ignore[attr-defined]
-            raise error
+    def _keep(
+        self, decision: Decision, state: dict[str, Any], extra_state: Mapping[str, Any] | None
+    ) -> CheckpointError | None:
+        """Keep the weights of the improvement: the commit point of a call.
+
+        Returns the error of a failed file write after keeping the weights in memory
+        instead (the call is then committed and the error raised after it).
+        """
         writer = self.distributed.is_writer  # only rank 0 writes; the others keep in memory
-        if self._writer is not None and self.path is not None and writer:
-            self._writer.submit(self.path, state, decision.step, extra=extra_state)
-            return  # snapshot now, write later
-        if self.path is None or self.restore_best_weights or not writer:
-            self.keeper.snapshot(state, decision.step)
         path = self.path
+        if self._writer is not None and path is not None and writer:
+            self._writer.submit(path, state, decision.step, extra=extra_state, fold=self.fold)
+            self._lost = None
+            return None  # snapshot now, write later
+        if path is None or self.restore_best_weights or not writer:
+            self.keeper.snapshot(state, decision.step)
+        self._lost = None
         if path is not None and writer:
             try:
-                save_checkpoint(path, state, extra=extra_state)
+                save_checkpoint(path, state, extra=extra_state, step=decision.step, fold=self.fold)
             except CheckpointError as exc:
                 exc.decision = decision  # type: ignore[attr-defined]
                 if self.keeper.step != decision.step:  # the file is stale: keep them in memory
                     self.keeper.snapshot(state, decision.step)
-                raise
+                return exc
+        return None
 
     def _restore_on_stop(self, model: torch.nn.Module) -> None:
         best = self.stopper.kept_step
         if best is None:
             logger.warning("earlystop: nothing improved, so no best weights to restore")
             return
-        path = self.path
-        if self._kept_in_memory() is None and (path is None or not path.is_file()):
-            # e.g. resumed with path=None: the weights were in the memory of the old process
-            logger.warning(
-                "earlystop: the best weights (evaluation %d) are not available, so the model "
-                "keeps its current weights; give a `path` to keep them across restarts",
-                best,
+        try:
+            self.restore(model)
+        except (RuntimeError, CheckpointError) as exc:  # CheckpointError is a RuntimeError
+            if self._kept_in_memory() is not None:
+                raise  # the weights are here: a failure to load them is the model's
+            # e.g. resumed with path=None (the weights were in the memory of the old
+            # process), or the file lags: the end of training is no place to crash
+            cause = (
+                "give a `path` to keep them across restarts"
+                if self.path is None and self._lost is None
+                else str(exc)
             )
+            message = (
+                f"earlystop: the best weights (evaluation {best}) are not available, so the "
+                f"model keeps its current weights; {cause}"
+            )
+            logger.warning("%s", message)
+            warnings.warn(message, LostWeightsWarning, stacklevel=3)
             return
-        self.restore(model)
         self._say(f"EarlyStopping: restored the weights of evaluation {self.stopper.kept_step}")
 
     def _kept_in_memory(self) -> WeightsKeeper | None:
@@ -333,9 +384,15 @@ class EarlyStopping:
     def restore(self, model: torch.nn.Module) -> None:
         """Load the best weights into ``model``, from memory or else from ``path``.
 
+        Whenever :attr:`best_epoch` is ``k``, this loads exactly the weights of evaluation
+        ``k`` or raises: a file that holds another evaluation (it lags the best, e.g. a
+        background write lost in a crash, or another run wrote it) is refused, never loaded
+        as the best. Files written before earlystop recorded evaluations are loaded as is.
+
         Raises:
-            RuntimeError: when no best weights are available.
-            CheckpointError: when the checkpoint file cannot be read.
+            RuntimeError: when no best weights are available, saying why.
+            CheckpointError: when the checkpoint file cannot be read, or holds the weights
+                of another evaluation or fold than the best.
         """
         best = self.stopper.kept_step
         kept = self._kept_in_memory()
@@ -346,9 +403,25 @@ class EarlyStopping:
             self._writer.flush()
         path = self.path
         if best is not None and path is not None and path.is_file():
-            model.load_state_dict(load_checkpoint(path).state_dict, strict=True)
+            checkpoint = load_checkpoint(path)
+            lag = _lag(checkpoint.step, checkpoint.fold, best, self.fold)
+            if lag is not None:
+                raise CheckpointError(
+                    f"checkpoint {path} holds {lag}, not the best evaluation {best} of fold "
+                    f"{self.fold}, so it is not loaded: the write of the best was lost (a "
+                    "crash before a background write finished, an interrupted call) or "
+                    "another run wrote this file",
+                    path,
+                )
+            model.load_state_dict(checkpoint.state_dict, strict=True)
             return
-        raise RuntimeError(
+        raise RuntimeError(self._unavailable(best))
+
+    def _unavailable(self, best: int | None) -> str:
+        """Why :meth:`restore` has no best weights to load."""
+        if best is not None and self._lost is not None:
+            return f"the best weights (evaluation {best}) are lost: {self._lost}"
+        return (
             "no best weights to restore: pass the model to every call, and either keep "
             "them in memory (path=None or restore_best_weights=True) or give a `path`"
         )
@@ -376,11 +449,27 @@ class EarlyStopping:
         if self._writer is not None:
             self._writer.forget()
         self._last = None
+        self._lost = None
         self.fold += 1
         self.path_template = template
 
     def state_dict(self) -> dict[str, Any]:
-        """Versioned, JSON-serializable state (no tensors): resume with :meth:`load_state_dict`."""
+        """Versioned, JSON-serializable state (no tensors): resume with :meth:`load_state_dict`.
+
+        What a resumed run can expect of the weights: the state holds no weights, only
+        which evaluation is the best (``stopper.best_step``, with smoothing the kept step)
+        and the fold. After :meth:`load_state_dict`, :meth:`restore` reads ``path``, and
+        every file earlystop writes records the evaluation and fold it holds: if the file
+        holds another one than the best (the state was saved after an improvement whose
+        file never reached the disk, as with ``background=True`` and a crash before
+        :meth:`flush`), :meth:`restore` raises :class:`CheckpointError` saying so instead
+        of loading an older best, and ``restore_best_weights`` at the stop warns
+        (:class:`LostWeightsWarning`). To make the state and the file agree, call
+        :meth:`flush` before saving the state (or save both with ``save_checkpoint(...,
+        stopper=es.state_dict())``). ``"weights"`` records where they were kept when the
+        state was taken: ``"file"`` (path and the evaluation last handed to it),
+        ``"memory"`` (lost with the process) or ``"none"``.
+        """
         state = {
             "format": _STATE_FORMAT,
             "version": _STATE_VERSION,
@@ -390,7 +479,18 @@ class EarlyStopping:
         replicas = self.distributed.state_dict()  # only with distributed="any"/"all"
         if replicas is not None:
             state["distributed"] = replicas
+        state["weights"] = self._weights_record()
         return state
+
+    def _weights_record(self) -> dict[str, Any]:
+        """Where the best weights were when the state was taken (informative, not loaded)."""
+        best = self.stopper.kept_step
+        path = self.path
+        if best is None:
+            return {"kept": "none", "path": None, "step": None}
+        if path is not None:
+            return {"kept": "file", "path": str(path), "step": best}
+        return {"kept": "memory" if self._kept_in_memory() else "none", "path": None, "step": best}
 
     def load_state_dict(self, state: Any) -> None:
         """Restore :meth:`state_dict`; later decisions are those of the uninterrupted run.
@@ -410,11 +510,19 @@ class EarlyStopping:
                 f"state version {state['version']!r} is not supported (expected {_STATE_VERSION})"
             )
         fold = state["fold"]
-        if isinstance(fold, bool) or not isinstance(fold, int) or fold < 0:
-            raise ValueError(f"state entry `fold` must be an int >= 0, got {fold!r}")
-        self.stopper.load_state_dict(state["stopper"])
-        self.distributed.load_state_dict(state.get("distributed"), self.stopper)
+        if isinstance(fold, bool) or not isinstance(fold, int) or not 0 <= fold < 2**63:
+            raise ValueError(f"state entry `fold` must be an int in 0..2**63-1, got {fold!r}")
+        self.distributed.check_state(state.get("distributed"))  # before replacing anything
+        previous = self.stopper.state_dict(), self.distributed.replicas
+        try:
+            self.stopper.load_state_dict(state["stopper"])
+            self.distributed.load_state_dict(state.get("distributed"), self.stopper)
+        except BaseException:
+            self.stopper.load_state_dict(previous[0])  # all or nothing
+            self.distributed.replicas = previous[1]
+            raise
         self.fold = fold
+        self._lost = None
         self.keeper.clear()
         if self._writer is not None:
             self._writer.forget()
@@ -447,11 +555,30 @@ class EarlyStopping:
 
 
 def _check_path(path: Any) -> str | os.PathLike[str] | None:
-    if path is None or isinstance(path, (str, os.PathLike)):
-        if isinstance(path, str) and not path:
-            raise ValueError("`path` must be a file path or None, got ''")
-        return path
-    raise ValueError(f"`path` must be a file path (str or PathLike) or None, got {path!r}")
+    if path is None:
+        return None
+    if not isinstance(path, (str, os.PathLike)) or isinstance(os.fspath(path), bytes):
+        raise ValueError(f"`path` must be a file path (str or PathLike) or None, got {path!r}")
+    if not os.fspath(path):
+        raise ValueError("`path` must be a file path or None, got ''")
+    problem = path_problem(str(path).replace("{fold}", "0"))
+    if problem is not None:
+        raise ValueError(f"`path` must name a regular file, got {str(path)!r}: {problem}")
+    if str(path).endswith(".safetensors") and importlib.util.find_spec("safetensors") is None:
+        raise ValueError(
+            f"`path` {str(path)!r} selects the safetensors format, but the safetensors "
+            "package is not installed: pip install 'earlystop[safetensors]' (or use a .pt path)"
+        )
+    return path
+
+
+def _lag(step: int | None, fold: int | None, best: int, current_fold: int) -> str | None:
+    """What a checkpoint holds instead of the best evaluation (``None`` when it is the best)."""
+    if step is None:
+        return None  # written without a record (another tool, an earlier version)
+    if step != best or (fold is not None and fold != current_fold):
+        return f"evaluation {step} of fold {fold}"
+    return None
 
 
 def _background_writer(background: Any, path: Any) -> BackgroundWriter | None:

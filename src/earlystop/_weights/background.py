@@ -40,6 +40,7 @@ class _Slot:
     keeper: WeightsKeeper = field(default_factory=WeightsKeeper)
     path: Path | None = None
     extra: dict[str, Any] | None = None
+    fold: int | None = None
 
 
 class _Shared:
@@ -88,7 +89,13 @@ class _Shared:
         if slot.path is None:  # never published without one
             return None
         try:
-            save_checkpoint(slot.path, slot.keeper.state_dict(), extra=slot.extra)
+            save_checkpoint(
+                slot.path,
+                slot.keeper.state_dict(),
+                extra=slot.extra,
+                step=slot.keeper.step,
+                fold=slot.fold,
+            )
         except CheckpointError as exc:
             message = f"background write of evaluation {slot.keeper.step} failed: {exc}"
             error = CheckpointError(message, exc.path)
@@ -118,21 +125,44 @@ class _Shared:
     def wait_idle(self) -> None:
         with self.lock:
             while self.pending is not None or self.writing is not None:
-                if self.thread is None or not self.thread.is_alive():
+                idle = self.thread is None or not self.thread.is_alive()
+                if idle and (self.pending is None or not self.start_thread()):
                     break  # nothing can make progress (interpreter shutting down)
                 self.lock.wait()
 
+    def start_thread(self) -> bool:
+        """Start the writer thread unless one runs (called with the lock held)."""
+        if self.thread is not None and self.thread.is_alive():
+            return True
+        thread = threading.Thread(target=self.run, name="earlystop-checkpoint-writer", daemon=True)
+        try:
+            thread.start()
+        except RuntimeError:  # "can't create new thread at interpreter shutdown"
+            return False
+        self.thread = thread
+        return True
+
     def stop(self) -> None:
-        """Write what is pending, then end the thread."""
+        """Write what is pending, then end the thread.
+
+        Interrupted (``KeyboardInterrupt``, a signal handler's ``SystemExit``) while it
+        waits, the writer is left running as if ``stop`` had not been called: it still
+        writes what is pending, and a later call finds one consistent writer.
+        """
         with self.lock:
             thread = self.thread
             self.stopping = True
             self.lock.notify_all()
-        if thread is not None and thread is not threading.current_thread():
-            thread.join()
-        with self.lock:
-            self.stopping = False
-            self.thread = None
+        try:
+            if thread is not None and thread is not threading.current_thread():
+                thread.join()
+        finally:
+            with self.lock:
+                self.stopping = False
+                if self.thread is not None and not self.thread.is_alive():
+                    self.thread = None
+                if self.pending is not None and self.thread is None:
+                    self.start_thread()  # interrupted after the thread saw `stopping`
 
 
 def _lower_priority() -> None:
@@ -200,8 +230,26 @@ class BackgroundWriter:
     """
 
     def __init__(self) -> None:
-        self._shared = _Shared()
-        self._finalizer = weakref.finalize(self, _finalize, self._shared)
+        self._shared_state = _Shared()
+        self._finalizer = weakref.finalize(self, _finalize, self._shared_state)
+
+    @property
+    def _shared(self) -> _Shared:
+        """The writer's state, renewed in a forked child (which inherits no thread).
+
+        A child may have been forked while the parent's writer held the lock or was
+        writing: it must neither wait for that thread nor write the parent's queue. It
+        keeps the parent's latest snapshot (its memory is a copy) and starts clean.
+        """
+        shared = self._shared_state
+        if shared.pid != os.getpid():
+            fresh = _Shared()
+            fresh.slots = [slot for slot in shared.slots if slot is not shared.writing]
+            fresh.latest = shared.latest if shared.latest in fresh.slots else None
+            self._shared_state = shared = fresh
+            self._finalizer.detach()
+            self._finalizer = weakref.finalize(self, _finalize, fresh)
+        return shared
 
     @property
     def latest(self) -> WeightsKeeper | None:
@@ -231,8 +279,11 @@ class BackgroundWriter:
         step: int,
         *,
         extra: Mapping[str, Any] | None = None,
+        fold: int | None = None,
     ) -> None:
         """Snapshot ``state`` now and have it written to ``path`` in the background.
+
+        The file records ``step`` and ``fold`` (see :class:`~earlystop.Checkpoint`).
 
         Raises:
             CheckpointError: an earlier background write failed, or ``extra`` holds
@@ -245,18 +296,25 @@ class BackgroundWriter:
         with shared.lock:
             while shared.pending is not None and shared.pending.path != target:
                 shared.lock.wait()  # another file's last best is written, never superseded
+            was_pending, was_latest = shared.pending, shared.latest
             slot = self._free_slot()
             if shared.latest is slot:
                 shared.latest = None  # about to be overwritten
-        slot.keeper.snapshot(state, step)  # outside the lock: the writer is not reading it
-        slot.path, slot.extra = target, frozen
+        try:
+            slot.keeper.snapshot(state, step)  # outside the lock: the writer is not reading it
+        except BaseException:
+            with shared.lock:  # a snapshot that failed before copying left the slot intact
+                if slot.keeper.step is not None and shared.pending is None:
+                    if was_pending is slot:
+                        shared.pending = slot
+                        shared.superseded -= 1
+                    if was_latest is slot and shared.latest is None:
+                        shared.latest = slot
+            raise
+        slot.path, slot.extra, slot.fold = target, frozen, fold
         with shared.lock:
             shared.pending = shared.latest = slot
-            if shared.thread is None or not shared.thread.is_alive():
-                shared.thread = threading.Thread(
-                    target=shared.run, name="earlystop-checkpoint-writer", daemon=True
-                )
-                shared.thread.start()
+            shared.start_thread()
             shared.lock.notify_all()
 
     def _free_slot(self) -> _Slot:
@@ -289,5 +347,6 @@ class BackgroundWriter:
 
     def forget(self) -> None:
         """Drop the in-memory best (a new fold starts); queued writes still complete."""
-        with self._shared.lock:
-            self._shared.latest = None
+        shared = self._shared
+        with shared.lock:
+            shared.latest = None

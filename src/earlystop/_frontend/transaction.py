@@ -1,0 +1,76 @@
+"""All or nothing for one :class:`~earlystop.EarlyStopping` call.
+
+A call goes: validate -> decide -> say -> keep the weights (the commit point) -> act on the
+decision. :func:`begin` records, before the call changes anything, what it may change (the
+stopper, the replicas of the other ranks, the last decision, the kept step); if anything up
+to and including the commit raises, :func:`roll_back` puts it back and the exception goes on
+unchanged (``KeyboardInterrupt`` and ``SystemExit`` too). The record is a handful of
+attribute reads, so a call that succeeds pays next to nothing for it.
+
+What cannot be put back is the content of a memory buffer that was being overwritten when
+the exception came: the weights of the previous best are then gone, and the keeper says so
+(:attr:`Undo.lost`), so that :meth:`~earlystop.EarlyStopping.restore` raises a clear error
+instead of loading another evaluation's weights.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import TYPE_CHECKING, Any
+
+from .._core.rollback import StopperMark, mark, undo
+from .._weights.lost import LostWeightsWarning
+
+if TYPE_CHECKING:
+    from .early_stopping import EarlyStopping
+
+__all__ = ["Undo", "begin", "roll_back"]
+
+#: (stopper mark, replica marks, last decision, keeper step)
+Undo = tuple[StopperMark, list[StopperMark], Any, "int | None"]
+
+
+def begin(es: EarlyStopping) -> Undo:
+    """What :func:`roll_back` needs to undo the call about to start."""
+    replicas = es.distributed.replicas
+    return (
+        mark(es.stopper),
+        [mark(replica) for replica in replicas] if replicas else [],
+        es._last,
+        es.keeper.step,
+    )
+
+
+def roll_back(es: EarlyStopping, saved: Undo, error: BaseException) -> None:
+    """Put back everything the failed call changed; say so if best weights were lost."""
+    stopper, replicas, last, keeper_step = saved
+    undo(stopper)
+    count = len(replicas)
+    del es.distributed.replicas[count:]  # replicas created during the call go again
+    for replica in replicas:
+        undo(replica)
+    es._last = last
+    if es.keeper.step != keeper_step:
+        # the keeper was (being) overwritten with the failed evaluation's weights: they are
+        # not the best's, and the best's may be gone
+        es.keeper.clear()
+        best = es.stopper.kept_step
+        if keeper_step is not None and keeper_step == best and not _on_disk(es):
+            es._lost = (
+                f"keeping the weights of evaluation {len(es.stopper.history) + 1} was "
+                f"interrupted by {type(error).__name__}, which overwrote those of evaluation "
+                f"{best} held in memory"
+            )
+            message = f"earlystop: the best weights (evaluation {best}) are lost: {es._lost}"
+            try:
+                warnings.warn(message, LostWeightsWarning, stacklevel=3)
+            except Warning:  # warnings turned into errors: the call's own error goes first
+                add_note = getattr(error, "add_note", None)  # Python >= 3.11
+                if add_note is not None:
+                    add_note(message)
+
+
+def _on_disk(es: EarlyStopping) -> bool:
+    """Whether a file written by this run should still hold the best (restore reads it)."""
+    path = es.path
+    return path is not None and es.distributed.is_writer and path.is_file()
