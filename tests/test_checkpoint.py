@@ -272,7 +272,7 @@ def _check_read_only_directory(tmp_path: Path) -> None:
 def _world_readable_copy(package: Path, into: Path) -> Path:
     """Copy ``package`` under ``into`` with modes every user can read; return ``into``."""
     shutil.copytree(package, into / package.name, ignore=shutil.ignore_patterns("__pycache__"))
-    for root, folders, files in os.walk(into):
+    for root, _folders, files in os.walk(into):
         os.chmod(root, 0o755)
         for name in files:
             os.chmod(os.path.join(root, name), 0o644)

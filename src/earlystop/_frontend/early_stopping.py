@@ -153,6 +153,7 @@ class EarlyStopping:
         self.distributed.configure(self.stopper)
         self._last: Decision | None = None
         self._lost: str | None = None  # why the best weights are gone, when they are
+        self._kept_step: int | None = None  # the evaluation whose weights were last kept
 
     # -- seed-compatible attributes ----------------------------------------------------
 
@@ -331,11 +332,11 @@ class EarlyStopping:
         path = self.path
         if self._writer is not None and path is not None and writer:
             self._writer.submit(path, state, decision.step, extra=extra_state, fold=self.fold)
-            self._lost = None
+            self._lost, self._kept_step = None, decision.step
             return None  # snapshot now, write later
         if path is None or self.restore_best_weights or not writer:
             self.keeper.snapshot(state, decision.step)
-        self._lost = None
+        error = None
         if path is not None and writer:
             try:
                 save_checkpoint(path, state, extra=extra_state, step=decision.step, fold=self.fold)
@@ -343,8 +344,9 @@ class EarlyStopping:
                 exc.decision = decision  # type: ignore[attr-defined]
                 if self.keeper.step != decision.step:  # the file is stale: keep them in memory
                     self.keeper.snapshot(state, decision.step)
-                return exc
-        return None
+                error = exc
+        self._lost, self._kept_step = None, decision.step
+        return error
 
     def _restore_on_stop(self, model: torch.nn.Module) -> None:
         best = self.stopper.kept_step
@@ -449,7 +451,7 @@ class EarlyStopping:
         if self._writer is not None:
             self._writer.forget()
         self._last = None
-        self._lost = None
+        self._lost = self._kept_step = None
         self.fold += 1
         self.path_template = template
 
@@ -522,7 +524,7 @@ class EarlyStopping:
             self.distributed.replicas = previous[1]
             raise
         self.fold = fold
-        self._lost = None
+        self._lost = self._kept_step = None
         self.keeper.clear()
         if self._writer is not None:
             self._writer.forget()

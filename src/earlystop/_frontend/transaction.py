@@ -19,6 +19,7 @@ import warnings
 from typing import TYPE_CHECKING, Any
 
 from .._core.rollback import StopperMark, mark, undo
+from .._weights.checkpoint import recorded_evaluation
 from .._weights.lost import LostWeightsWarning
 
 if TYPE_CHECKING:
@@ -51,26 +52,32 @@ def roll_back(es: EarlyStopping, saved: Undo, error: BaseException) -> None:
         undo(replica)
     es._last = last
     if es.keeper.step != keeper_step:
-        # the keeper was (being) overwritten with the failed evaluation's weights: they are
-        # not the best's, and the best's may be gone
-        es.keeper.clear()
-        best = es.stopper.kept_step
-        if keeper_step is not None and keeper_step == best and not _on_disk(es):
-            es._lost = (
-                f"keeping the weights of evaluation {len(es.stopper.history) + 1} was "
-                f"interrupted by {type(error).__name__}, which overwrote those of evaluation "
-                f"{best} held in memory"
-            )
-            message = f"earlystop: the best weights (evaluation {best}) are lost: {es._lost}"
-            try:
-                warnings.warn(message, LostWeightsWarning, stacklevel=3)
-            except Warning:  # warnings turned into errors: the call's own error goes first
-                add_note = getattr(error, "add_note", None)  # Python >= 3.11
-                if add_note is not None:
-                    add_note(message)
+        es.keeper.clear()  # (being) overwritten with the failed evaluation's weights
+    best = es.stopper.kept_step
+    if best is None or es._kept_step != best or es._lost is not None:
+        return  # nothing was kept for the best, or its loss is already known
+    if es._kept_in_memory() is None and not _on_disk(es, best):
+        es._lost = (
+            f"keeping the weights of evaluation {len(es.stopper.history) + 1} was "
+            f"interrupted by {type(error).__name__}, which overwrote those of evaluation "
+            f"{best} held in memory before they reached the disk"
+        )
+        message = f"earlystop: the best weights (evaluation {best}) are lost: {es._lost}"
+        try:
+            warnings.warn(message, LostWeightsWarning, stacklevel=3)
+        except Warning:  # warnings turned into errors: the call's own error goes first
+            add_note = getattr(error, "add_note", None)  # Python >= 3.11
+            if add_note is not None:
+                add_note(message)
 
 
-def _on_disk(es: EarlyStopping) -> bool:
-    """Whether a file written by this run should still hold the best (restore reads it)."""
+def _on_disk(es: EarlyStopping, best: int) -> bool:
+    """Whether the checkpoint file holds evaluation ``best`` (after pending writes)."""
     path = es.path
-    return path is not None and es.distributed.is_writer and path.is_file()
+    if path is None:
+        return False
+    writer = es._writer
+    if writer is not None:
+        writer.wait()  # the latest snapshot may still be on its way
+    recorded = recorded_evaluation(path)
+    return recorded is not None and recorded[0] in (best, None)

@@ -340,6 +340,10 @@ class BackgroundWriter:
         self._shared.wait_idle()
         self._shared.take_error()
 
+    def wait(self) -> None:
+        """Wait until the latest snapshot is written (or failed), raising nothing."""
+        self._shared.wait_idle()
+
     def close(self) -> None:
         """Flush and end the writer thread (a later :meth:`submit` starts a new one)."""
         self._shared.stop()

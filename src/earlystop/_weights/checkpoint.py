@@ -401,6 +401,27 @@ def load_checkpoint(path: str | os.PathLike[str], *, map_location: Any = "cpu") 
     return _load_torch(source, map_location)
 
 
+def recorded_evaluation(path: str | os.PathLike[str]) -> tuple[int | None, int | None] | None:
+    """``(step, fold)`` that the checkpoint at ``path`` records, reading only its index.
+
+    ``None`` when there is no readable file; ``(None, None)`` for a file without a record.
+    """
+    source = Path(path)
+    try:
+        if checkpoint_format(source) == "safetensors":
+            from safetensors import safe_open
+
+            with safe_open(str(source), framework="pt") as handle:
+                text = (handle.metadata() or {}).get(_EVALUATION_KEY)
+        else:
+            with zipfile.ZipFile(source) as archive:
+                names = [n for n in archive.namelist() if n.endswith(f"/{_EVALUATION_RECORD}")]
+                text = archive.read(names[0]).decode("utf-8", "replace") if names else None
+        return _step_and_fold(text, source)
+    except Exception:  # missing, unreadable, not ours: nothing recorded to trust
+        return None
+
+
 def _load_torch(source: Path, map_location: Any) -> Checkpoint:
     import pickle
 
