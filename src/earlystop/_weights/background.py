@@ -55,6 +55,10 @@ class _Shared:
         self.error: CheckpointError | None = None  # the first unreported failure
         self.more_errors = 0  # failures after it, before it was reported
         self.thread: threading.Thread | None = None
+        # Whether the writer thread runs, kept by the thread itself under the lock: an
+        # interrupted ``Thread.join`` can make ``is_alive()`` say False for a thread that
+        # still runs (CPython bpo-45274), which would start a second writer.
+        self.running = False
         self.stopping = False
         self.writes = 0
         self.superseded = 0
@@ -67,7 +71,7 @@ class _Shared:
                 while self.pending is None and not self.stopping:
                     self.lock.wait()
                 if self.pending is None:  # stopping and nothing left to write
-                    self.thread = None
+                    self.thread, self.running = None, False
                     self.lock.notify_all()
                     return
                 slot, self.pending, self.writing = self.pending, None, self.pending
@@ -125,21 +129,20 @@ class _Shared:
     def wait_idle(self) -> None:
         with self.lock:
             while self.pending is not None or self.writing is not None:
-                idle = self.thread is None or not self.thread.is_alive()
-                if idle and (self.pending is None or not self.start_thread()):
+                if not self.running and (self.pending is None or not self.start_thread()):
                     break  # nothing can make progress (interpreter shutting down)
                 self.lock.wait()
 
     def start_thread(self) -> bool:
         """Start the writer thread unless one runs (called with the lock held)."""
-        if self.thread is not None and self.thread.is_alive():
+        if self.running:
             return True
         thread = threading.Thread(target=self.run, name="earlystop-checkpoint-writer", daemon=True)
         try:
             thread.start()
         except RuntimeError:  # "can't create new thread at interpreter shutdown"
             return False
-        self.thread = thread
+        self.thread, self.running = thread, True
         return True
 
     def stop(self) -> None:
@@ -147,22 +150,20 @@ class _Shared:
 
         Interrupted (``KeyboardInterrupt``, a signal handler's ``SystemExit``) while it
         waits, the writer is left running as if ``stop`` had not been called: it still
-        writes what is pending, and a later call finds one consistent writer.
+        writes what is pending, a later call finds that one writer, and the finalizer at
+        interpreter exit waits for it.
         """
         with self.lock:
-            thread = self.thread
             self.stopping = True
             self.lock.notify_all()
-        try:
-            if thread is not None and thread is not threading.current_thread():
-                thread.join()
-        finally:
-            with self.lock:
+            try:
+                while self.running and self.thread is not threading.current_thread():
+                    self.lock.wait()
+            finally:
                 self.stopping = False
-                if self.thread is not None and not self.thread.is_alive():
-                    self.thread = None
-                if self.pending is not None and self.thread is None:
+                if self.pending is not None:
                     self.start_thread()  # interrupted after the thread saw `stopping`
+                self.lock.notify_all()
 
 
 def _lower_priority() -> None:

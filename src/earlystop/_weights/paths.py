@@ -78,13 +78,15 @@ def remove_stale_temporaries(target: Path) -> list[Path]:
     """Remove the provably stale temporaries of ``target``; return what was removed."""
     removed = []
     live_threads = {thread.native_id for thread in threading.enumerate()}
-    me = os.getpid()
+    me, this_thread = os.getpid(), threading.get_native_id()
     pattern = f".{glob.escape(target.name)}.*{TMP_SUFFIX}"
     for candidate in target.parent.glob(pattern):
         writer = _writer_of(candidate.name, target.name)
-        if writer is not None:
+        if writer is None:
+            continue  # another file's temporary (``best.pt.x`` beside ``best.pt``)
+        if writer:
             pid, tid = writer
-            if pid == me and tid != threading.get_native_id() and tid in live_threads:
+            if pid == me and tid != this_thread and tid in live_threads:
                 continue  # another thread of this process is writing it
             if pid != me and _process_exists(pid):
                 continue  # another process is (or may still be) writing it
@@ -94,12 +96,18 @@ def remove_stale_temporaries(target: Path) -> list[Path]:
     return removed
 
 
-def _writer_of(name: str, target_name: str) -> tuple[int, int] | None:
-    """``(pid, thread id)`` from a temporary's name, ``None`` for a name without them."""
+def _writer_of(name: str, target_name: str) -> tuple[int, int] | tuple[()] | None:
+    """``(pid, thread id)`` from one of ``target_name``'s temporaries.
+
+    ``()`` for a name without a writer (earlier versions: ``.{name}.{random}``), ``None``
+    for a name that is another file's temporary.
+    """
     middle = name[len(target_name) + 2 : -len(TMP_SUFFIX)]
-    writer = middle.split(".", 1)[0]
-    pid, _, tid = writer.partition("-")
-    if not (pid.isdigit() and tid.isdigit()) or "." not in middle:
+    parts = middle.split(".")
+    if len(parts) == 1:
+        return ()
+    pid, _, tid = parts[0].partition("-")
+    if len(parts) != 2 or not (pid.isdigit() and tid.isdigit()):
         return None
     return int(pid), int(tid)
 
