@@ -129,3 +129,28 @@ def test_missing_monitor_lists_the_metrics(tmp_path: Path) -> None:
         r"logged keys: epoch, eval_loss, eval_runtime",
     ):
         train(callback, tmp_path)
+
+
+def test_eval_strategy_no_is_refused_at_the_start_of_training(tmp_path: Path) -> None:
+    callback = EarlyStoppingCallback(monitor="eval_loss", patience=3)
+    args = transformers.TrainingArguments(
+        output_dir=str(tmp_path / "out"),
+        num_train_epochs=3,
+        eval_strategy="no",
+        save_strategy="no",
+        logging_strategy="no",
+        report_to=[],
+        use_cpu=True,
+        disable_tqdm=True,
+    )
+    model = Sentinel()
+    trainer = transformers.Trainer(
+        model=model, args=args, train_dataset=dataset(), callbacks=[callback, MarkEpochs()]
+    )
+    with pytest.raises(
+        ValueError,
+        match=r"^EarlyStoppingCallback needs evaluations to decide, but "
+        r"TrainingArguments\(eval_strategy='no'\) never evaluates",
+    ):
+        trainer.train()
+    assert float(model.mark) == 0.0  # refused before the first epoch

@@ -63,6 +63,13 @@ class EarlyStoppingCallback(AdapterState, _TrainerCallback):  # type: ignore[mis
         return f"earlystop:{self.monitor}"
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        strategy = getattr(args, "eval_strategy", getattr(args, "evaluation_strategy", None))
+        if str(getattr(strategy, "value", strategy)) == "no":
+            raise ValueError(
+                "EarlyStoppingCallback needs evaluations to decide, but "
+                "TrainingArguments(eval_strategy='no') never evaluates, so training would run "
+                "its whole budget: set eval_strategy='epoch' or 'steps'"
+            )
         saved = (state.stateful_callbacks or {}).get(self.state_name)
         if isinstance(saved, Mapping):
             self.early_stopping.load_state_dict(dict(saved))
