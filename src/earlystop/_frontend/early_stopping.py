@@ -265,18 +265,28 @@ class EarlyStopping:
                 if not self.distributed.active:
                     raise
                 failure = exc  # raised on every rank by the collective, so none waits
-        saved = begin(self)
-        before = self.stopper.kept_value
+        stopper = self.stopper
+        saved = begin(self)  # what to put back if anything below raises
+        before = stopper.kept_value
+        error = None
         try:
-            decision = self.distributed.step(
-                self.stopper, val_loss, metrics, failure=failure, path=self.path
-            )
+            if failure is None:
+                decision = self.distributed.step(stopper, val_loss, metrics)
+            else:
+                decision = self.distributed.step(
+                    stopper, val_loss, metrics, failure=failure, path=self.path
+                )
             self._last = decision
-            keep = None
-            if self.stopper.kept_step == decision.step:  # best raw value; = improved unsmoothed
+            if stopper.kept_step == decision.step:  # best raw value; = improved unsmoothed
                 keep = self._prepare_keep(decision, model, extra_state)
-            self._announce(decision, before, keep is not None)
-            error = None if keep is None else self._keep(decision, keep, extra_state)
+                self._announce(decision, before, keep is not None)
+                if keep is not None:
+                    error = self._keep(decision, keep, extra_state)  # the commit point
+            elif decision.should_stop or (
+                decision.step > stopper.start_from_epoch
+                and self._listening()  # the hot path: format nothing nobody reads
+            ):
+                self._announce(decision, before, False)
         except BaseException as exc:
             roll_back(self, saved, exc)
             raise

@@ -29,17 +29,14 @@ __all__ = ["Undo", "begin", "roll_back"]
 
 #: (stopper mark, replica marks, last decision, keeper step)
 Undo = tuple[StopperMark, list[StopperMark], Any, "int | None"]
+_NO_REPLICAS: list[StopperMark] = []  # shared, never changed
 
 
 def begin(es: EarlyStopping) -> Undo:
     """What :func:`roll_back` needs to undo the call about to start."""
     replicas = es.distributed.replicas
-    return (
-        mark(es.stopper),
-        [mark(replica) for replica in replicas] if replicas else [],
-        es._last,
-        es.keeper.step,
-    )
+    marks = [mark(replica) for replica in replicas] if replicas else _NO_REPLICAS
+    return mark(es.stopper), marks, es._last, es.keeper.step
 
 
 def roll_back(es: EarlyStopping, saved: Undo, error: BaseException) -> None:
