@@ -15,6 +15,7 @@ from .._core.decision import Decision
 from .._core.history import Criterion
 from .._core.options import Mode, NonFinite, check_delta
 from .._core.protocols import Smoother
+from .._core.rollback import mark
 from .._core.stopper import Stopper
 from .._rules.policy import Policy, stopper_from_policy
 from .._rules.scheduler import SchedulerAware
@@ -24,7 +25,7 @@ from .._weights.keeper import WeightsKeeper
 from .._weights.lost import LostWeightsWarning
 from .._weights.paths import path_problem
 from .distributed import Agreement, DistributedSync
-from .transaction import begin, roll_back
+from .transaction import roll_back
 
 if TYPE_CHECKING:
     import torch
@@ -266,7 +267,10 @@ class EarlyStopping:
                     raise
                 failure = exc  # raised on every rank by the collective, so none waits
         stopper = self.stopper
-        saved = begin(self)  # what to put back if anything below raises
+        # what to put back if anything below raises (a few attribute reads)
+        saved = mark(stopper), self._last, self.keeper.step
+        others = self.distributed.replicas
+        replicas = [mark(replica) for replica in others] if others else ()
         before = stopper.kept_value
         error = None
         try:
@@ -288,7 +292,7 @@ class EarlyStopping:
             ):
                 self._announce(decision, before, False)
         except BaseException as exc:
-            roll_back(self, saved, exc)
+            roll_back(self, saved, replicas, exc)
             raise
         if error is not None:  # committed: the weights are in memory, the file is stale
             raise error

@@ -1,11 +1,12 @@
 """All or nothing for one :class:`~earlystop.EarlyStopping` call.
 
 A call goes: validate -> decide -> say -> keep the weights (the commit point) -> act on the
-decision. :func:`begin` records, before the call changes anything, what it may change (the
-stopper, the replicas of the other ranks, the last decision, the kept step); if anything up
-to and including the commit raises, :func:`roll_back` puts it back and the exception goes on
-unchanged (``KeyboardInterrupt`` and ``SystemExit`` too). The record is a handful of
-attribute reads, so a call that succeeds pays next to nothing for it.
+decision. Before it changes anything the call records what it may change (a
+:func:`~earlystop._core.rollback.mark` of the stopper and of the other ranks' replicas, the
+last decision, the kept step); if anything up to and including the commit raises,
+:func:`roll_back` puts it back and the exception goes on unchanged (``KeyboardInterrupt`` and
+``SystemExit`` too). The record is a handful of attribute reads, so a call that succeeds
+pays next to nothing for it.
 
 What cannot be put back is the content of a memory buffer that was being overwritten when
 the exception came: the weights of the previous best are then gone, and the keeper says so
@@ -16,32 +17,34 @@ instead of loading another evaluation's weights.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from .._core.rollback import StopperMark, mark, undo
+from .._core.rollback import StopperMark, undo
 from .._weights.checkpoint import recorded_evaluation
 from .._weights.lost import LostWeightsWarning
 
 if TYPE_CHECKING:
     from .early_stopping import EarlyStopping
 
-__all__ = ["Undo", "begin", "roll_back"]
+__all__ = ["Undo", "roll_back"]
 
-#: (stopper mark, replica marks, last decision, keeper step)
-Undo = tuple[StopperMark, list[StopperMark], Any, "int | None"]
-_NO_REPLICAS: list[StopperMark] = []  # shared, never changed
-
-
-def begin(es: EarlyStopping) -> Undo:
-    """What :func:`roll_back` needs to undo the call about to start."""
-    replicas = es.distributed.replicas
-    marks = [mark(replica) for replica in replicas] if replicas else _NO_REPLICAS
-    return mark(es.stopper), marks, es._last, es.keeper.step
+#: (stopper mark, last decision, keeper step), taken by the call itself before it starts
+Undo = tuple[StopperMark, Any, "int | None"]
 
 
-def roll_back(es: EarlyStopping, saved: Undo, error: BaseException) -> None:
-    """Put back everything the failed call changed; say so if best weights were lost."""
-    stopper, replicas, last, keeper_step = saved
+def roll_back(
+    es: EarlyStopping, saved: Undo, replicas: Sequence[StopperMark], error: BaseException
+) -> None:
+    """Put back everything the failed call changed; say so if best weights were lost.
+
+    Args:
+        es: the front end whose call failed.
+        saved: what the call recorded before it started.
+        replicas: the marks of the other ranks' replicas (``any``/``all`` rules).
+        error: the exception, re-raised by the caller unchanged.
+    """
+    stopper, last, keeper_step = saved
     undo(stopper)
     count = len(replicas)
     del es.distributed.replicas[count:]  # replicas created during the call go again
