@@ -353,3 +353,20 @@ def test_lost_warning_does_not_replace_the_interrupt_when_warnings_are_errors(
             es(1.0, sentinel_model(2))
     if sys.version_info >= (3, 11):  # the warning's text travels as a note
         assert any("are lost" in note for note in info.value.__notes__)
+
+
+def test_an_adapter_restoring_weights_of_an_earlier_process_warns() -> None:
+    from earlystop.integrations._support import restore_best
+
+    es = EarlyStopping(patience=5, path=None, trace_func=None)
+    es(1.0, sentinel_model(1))
+    resumed = EarlyStopping(patience=5, path=None, trace_func=None)
+    resumed.load_state_dict(es.state_dict())
+    model = sentinel_model(4)
+    with pytest.warns(
+        LostWeightsWarning,
+        match=r"^earlystop: the best weights \(evaluation 1\) were kept by an earlier process; "
+        r"give `path=` to restore them after a resume$",
+    ):
+        assert restore_best(resumed, model) is None
+    assert held_index(model) == 4

@@ -11,6 +11,7 @@ from typing import Any
 
 from .._core.decision import Decision
 from .._frontend.early_stopping import EarlyStopping
+from .._weights.lost import LostWeightsWarning
 
 __all__ = [
     "AdapterState",
@@ -87,11 +88,12 @@ def restore_best(early_stopping: EarlyStopping, model: Any) -> int | None:
         return None
     keeper, path = early_stopping.keeper, early_stopping.path
     if keeper.step != best and (path is None or not path.is_file()):
-        logger.warning(
-            "earlystop: the best weights (evaluation %d) were kept by an earlier process; "
-            "give `path=` to restore them after a resume",
-            best,
+        message = (
+            f"earlystop: the best weights (evaluation {best}) were kept by an earlier "
+            "process; give `path=` to restore them after a resume"
         )
+        logger.warning("%s", message)
+        warnings.warn(message, LostWeightsWarning, stacklevel=2)
         return None
     early_stopping.restore(model)
     return best
