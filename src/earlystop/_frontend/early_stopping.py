@@ -526,8 +526,8 @@ class EarlyStopping:
                 f"state version {state['version']!r} is not supported (expected {_STATE_VERSION})"
             )
         fold = state["fold"]
-        if isinstance(fold, bool) or not isinstance(fold, int) or not 0 <= fold < 2**63:
-            raise ValueError(f"state entry `fold` must be an int in 0..2**63-1, got {fold!r}")
+        if isinstance(fold, bool) or not isinstance(fold, int) or fold < 0:
+            raise ValueError(f"state entry `fold` must be an int >= 0, got {fold!r}")
         self.distributed.check_state(state.get("distributed"))  # before replacing anything
         previous = self.stopper.state_dict(), self.distributed.replicas
         try:
