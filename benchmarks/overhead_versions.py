@@ -14,6 +14,9 @@ Usage::
 
     git archive BASE src | tar -x -C /tmp/base
     python benchmarks/overhead_versions.py --before /tmp/base/src [--models 1M] [--rounds 9]
+
+torch runs on one intra-op thread unless ``--threads`` says otherwise: on a shared machine
+a second thread makes the copies of an improving call many times slower and noisier.
 """
 
 from __future__ import annotations
@@ -111,7 +114,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calls", type=int, default=20000, help="non-improving calls per round")
     parser.add_argument("--improvements", type=int, default=20, help="improving calls per round")
     parser.add_argument("--quick", action="store_true", help="tiny models (smoke test)")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch intra-op threads (default 1: steadier)"
+    )
     args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
     print(f"{'model':<6} {'case':<28} {'before':>10} {'after':>10} {'after/before':>13}")
     for name, case, old, new in run(args):
         print(f"{name:<6} {case:<28} {old:>10.3f} {new:>10.3f} {new / old:>13.3f}")
