@@ -309,7 +309,7 @@ class EarlyStopping:
         """The weights to keep at an improvement, checked before anything is kept."""
         if model is None:
             return None
-        state = dict(model.state_dict())
+        state: dict[str, Any] = model.state_dict()
         meta = [name for name, value in state.items() if getattr(value, "is_meta", False)]
         if meta:
             raise ValueError(
@@ -369,9 +369,9 @@ class EarlyStopping:
             return
         try:
             self.restore(model)
-        except (RuntimeError, CheckpointError) as exc:  # CheckpointError is a RuntimeError
+        except (_NoBestWeights, CheckpointError) as exc:  # not the model's own load errors
             if self._kept_in_memory() is not None:
-                raise  # the weights are here: a failure to load them is the model's
+                raise
             # e.g. resumed with path=None (the weights were in the memory of the old
             # process), or the file lags: the end of training is no place to crash
             cause = (
@@ -431,7 +431,7 @@ class EarlyStopping:
                 )
             model.load_state_dict(checkpoint.state_dict, strict=True)
             return
-        raise RuntimeError(self._unavailable(best))
+        raise _NoBestWeights(self._unavailable(best))
 
     def _unavailable(self, best: int | None) -> str:
         """Why :meth:`restore` has no best weights to load."""
@@ -570,6 +570,11 @@ class EarlyStopping:
         return f"EarlyStopping({self.stopper!r}, path={self.path_template!r})"
 
 
+class _NoBestWeights(RuntimeError):
+    """:meth:`EarlyStopping.restore` has no best weights to load (a plain RuntimeError to
+    callers; the stop's ``restore_best_weights`` turns it into a warning)."""
+
+
 def _check_path(path: Any) -> str | os.PathLike[str] | None:
     if path is None:
         return None
@@ -577,12 +582,13 @@ def _check_path(path: Any) -> str | os.PathLike[str] | None:
         raise ValueError(f"`path` must be a file path (str or PathLike) or None, got {path!r}")
     if not os.fspath(path):
         raise ValueError("`path` must be a file path or None, got ''")
-    problem = path_problem(str(path).replace("{fold}", "0"))
+    text = str(os.fspath(path))
+    problem = path_problem(text.replace("{fold}", "0"))
     if problem is not None:
-        raise ValueError(f"`path` must name a regular file, got {str(path)!r}: {problem}")
-    if str(path).endswith(".safetensors") and importlib.util.find_spec("safetensors") is None:
+        raise ValueError(f"`path` must name a regular file, got {text!r}: {problem}")
+    if text.endswith(".safetensors") and importlib.util.find_spec("safetensors") is None:
         raise ValueError(
-            f"`path` {str(path)!r} selects the safetensors format, but the safetensors "
+            f"`path` {text!r} selects the safetensors format, but the safetensors "
             "package is not installed: pip install 'earlystop[safetensors]' (or use a .pt path)"
         )
     return path
