@@ -25,7 +25,6 @@ from .paths import (
 
 __all__ = ["Checkpoint", "CheckpointError", "load_checkpoint", "save_checkpoint"]
 
-_ = TMP_SUFFIX  # re-exported for the tests and tools that look for temporaries
 _WRAPPED_KEY = "earlystop_checkpoint"
 _WRAPPED_VERSION = 1
 _PLAIN_TYPES = (str, int, float, bool, type(None))
