@@ -25,7 +25,7 @@ from ._core.options import Mode, NonFinite
 from ._core.protocols import Smoother
 from ._core.stopper import Stopper
 from ._core.values import to_float
-from ._frontend.distributed import Agreement, DistributedValueError
+from ._frontend.distributed import Agreement, DistributedValueError, RanksOutOfStepError
 from ._frontend.early_stopping import EarlyStopping
 from ._replay.curves import Curve, CurveRecorder, CurvesError, read_curves
 from ._replay.replay import Outcome, Summary, pareto_front, replay, replay_run, summarize
@@ -37,6 +37,7 @@ from ._rules.scheduler import SchedulerAware
 from ._rules.smoothing import EMA, MovingMean, MovingMedian
 from ._weights.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
 from ._weights.keeper import WeightsKeeper
+from ._weights.lost import LostWeightsWarning
 
 __version__ = "0.1.0"
 
@@ -59,6 +60,7 @@ __all__ = [  # noqa: RUF022 (plain sorted order, pinned by tests/test_import.py)
     "EarlyStopping",
     "GL",
     "History",
+    "LostWeightsWarning",
     "Mode",
     "MovingMean",
     "MovingMedian",
@@ -67,6 +69,7 @@ __all__ = [  # noqa: RUF022 (plain sorted order, pinned by tests/test_import.py)
     "PQ",
     "Plateau",
     "Policy",
+    "RanksOutOfStepError",
     "SchedulerAware",
     "Smoother",
     "StopReason",
