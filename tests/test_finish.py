@@ -123,9 +123,10 @@ def test_a_safetensors_path_without_the_package_names_the_extra(
 
     monkeypatch.setitem(sys.modules, "safetensors", None)
     monkeypatch.setitem(sys.modules, "safetensors.torch", None)
-    message = r"need the `safetensors` package: pip install 'earlystop\[safetensors\]'"
-    with pytest.raises(ImportError, match=message):
+    message = r"package is not installed: pip install 'earlystop\[safetensors\]'"
+    with pytest.raises(ValueError, match=message):
         EarlyStopping(path=tmp_path / "best.safetensors")  # at construction, before training
+    message = r"need the `safetensors` package: pip install 'earlystop\[safetensors\]'"
     with pytest.raises(ImportError, match=message):
         save_checkpoint(tmp_path / "best.safetensors", {"w": torch.zeros(1)})
     assert not list(tmp_path.iterdir())

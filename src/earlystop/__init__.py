@@ -26,7 +26,7 @@ from ._core.protocols import Smoother
 from ._core.stopper import Stopper
 from ._core.values import to_float
 from ._core.version import __version__
-from ._frontend.distributed import Agreement, DistributedValueError
+from ._frontend.distributed import Agreement, DistributedValueError, RanksOutOfStepError
 from ._frontend.early_stopping import EarlyStopping
 from ._replay.curves import Curve, CurveRecorder, CurvesError, read_curves
 from ._replay.replay import Outcome, Summary, pareto_front, replay, replay_run, summarize
@@ -38,6 +38,7 @@ from ._rules.scheduler import SchedulerAware
 from ._rules.smoothing import EMA, MovingMean, MovingMedian
 from ._weights.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
 from ._weights.keeper import WeightsKeeper
+from ._weights.lost import LostWeightsWarning
 
 __all__ = [  # noqa: RUF022 (plain sorted order, pinned by tests/test_import.py)
     "AUTO_SPEC",
@@ -58,6 +59,7 @@ __all__ = [  # noqa: RUF022 (plain sorted order, pinned by tests/test_import.py)
     "EarlyStopping",
     "GL",
     "History",
+    "LostWeightsWarning",
     "Mode",
     "MovingMean",
     "MovingMedian",
@@ -66,6 +68,7 @@ __all__ = [  # noqa: RUF022 (plain sorted order, pinned by tests/test_import.py)
     "PQ",
     "Plateau",
     "Policy",
+    "RanksOutOfStepError",
     "SchedulerAware",
     "Smoother",
     "StopReason",
