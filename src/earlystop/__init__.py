@@ -37,6 +37,8 @@ from ._rules.scheduler import SchedulerAware
 from ._rules.smoothing import EMA, MovingMean, MovingMedian
 from ._weights.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
 from ._weights.keeper import WeightsKeeper
+from ._weights.sharded import ReshardedError
+from ._weights.sharded_checkpoint import export_sharded_checkpoint
 
 __version__ = "0.1.0"
 
@@ -67,6 +69,7 @@ __all__ = [  # noqa: RUF022 (plain sorted order, pinned by tests/test_import.py)
     "PQ",
     "Plateau",
     "Policy",
+    "ReshardedError",
     "SchedulerAware",
     "Smoother",
     "StopReason",
@@ -78,6 +81,7 @@ __all__ = [  # noqa: RUF022 (plain sorted order, pinned by tests/test_import.py)
     "all_of",
     "any_of",
     "composite",
+    "export_sharded_checkpoint",
     "load_checkpoint",
     "pareto_front",
     "parse_policy",

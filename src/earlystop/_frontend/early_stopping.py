@@ -19,7 +19,9 @@ from .._rules.scheduler import SchedulerAware
 from .._weights.background import BackgroundWriter
 from .._weights.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .._weights.keeper import WeightsKeeper
+from .._weights.sharded import is_sharded
 from .distributed import Agreement, DistributedSync
+from .sharded import ShardedBest
 
 if TYPE_CHECKING:
     import torch
@@ -144,6 +146,7 @@ class EarlyStopping:
         self.fold = 0
         self.keeper = WeightsKeeper()
         self._writer = _background_writer(background, path)
+        self.sharded = ShardedBest(background=bool(background))  # used for sharded models only
         self.distributed = DistributedSync(distributed)
         self._last: Decision | None = None
 
@@ -280,6 +283,14 @@ class EarlyStopping:
         self._say(f"Validation metric improved ({previous:.6f} --> {decision.value:.6f}).{saving}")
         if model is None:
             return
+        if is_sharded(model):  # FSDP2, tensor parallel, HSDP, FSDP1: every rank its shards
+            memory = self.path is None or self.restore_best_weights
+            try:
+                self.sharded.keep(model, decision.step, self.path, memory=memory, extra=extra_state)
+            except CheckpointError as exc:
+                exc.decision = decision  # type: ignore[attr-defined]
+                raise
+            return
         state = model.state_dict()
         meta = [name for name, value in state.items() if getattr(value, "is_meta", False)]
         if meta:
@@ -310,7 +321,11 @@ class EarlyStopping:
             logger.warning("earlystop: nothing improved, so no best weights to restore")
             return
         path = self.path
-        if self._kept_in_memory() is None and (path is None or not path.is_file()):
+        if is_sharded(model):
+            available = self.sharded.available(best, path)
+        else:
+            available = self._kept_in_memory() is not None or (path is not None and path.is_file())
+        if not available:
             # e.g. resumed with path=None: the weights were in the memory of the old process
             logger.warning(
                 "earlystop: the best weights (evaluation %d) are not available, so the model "
@@ -338,6 +353,9 @@ class EarlyStopping:
             CheckpointError: when the checkpoint file cannot be read.
         """
         best = self.stopper.kept_step
+        if is_sharded(model):  # from this rank's shards in memory, else the DCP directory
+            self.sharded.restore(model, best, self.path)
+            return
         kept = self._kept_in_memory()
         if kept is not None:
             kept.restore(model)
@@ -373,6 +391,7 @@ class EarlyStopping:
         self.stopper.reset()
         self.distributed.reset()
         self.keeper.clear()
+        self.sharded.forget()
         if self._writer is not None:
             self._writer.forget()
         self._last = None
@@ -416,6 +435,7 @@ class EarlyStopping:
         self.distributed.load_state_dict(state.get("distributed"), self.stopper)
         self.fold = fold
         self.keeper.clear()
+        self.sharded.forget()
         if self._writer is not None:
             self._writer.forget()
         self._last = self.stopper.last
@@ -430,11 +450,13 @@ class EarlyStopping:
         """
         if self._writer is not None:
             self._writer.flush()
+        self.sharded.settle()
 
     def close(self) -> None:
         """Flush and stop the background writer thread (a later improvement restarts it)."""
         if self._writer is not None:
             self._writer.close()
+        self.sharded.settle()
 
     def __enter__(self) -> EarlyStopping:
         return self
