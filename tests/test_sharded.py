@@ -114,9 +114,13 @@ def _train(kind: str, world: int, out: Path, **options: Any) -> dict[str, Any]:
     model = _shard(kind, _model(), world)
     module = model.module if kind == "ddp" else model
     es = EarlyStopping(2, trace_func=None, **options)
+    per_call = []  # collectives of this thread during each call
     for epoch, value in enumerate(VALUES, start=1):
         _set(model, float(epoch))
-        if es(value, module).should_stop:
+        before = len(COLLECTIVES)
+        stop = es(value, module).should_stop
+        per_call.append(len(COLLECTIVES) - before)
+        if stop:
             break
     es.close()
     _set(model, -1.0)
@@ -130,6 +134,7 @@ def _train(kind: str, world: int, out: Path, **options: Any) -> dict[str, Any]:
         "keeper_bytes": es.sharded.keeper.nbytes if is_sharded(module) else es.keeper.nbytes,
         "local_bytes": local_bytes,
         "collectives": es.distributed.collectives,
+        "per_call": per_call,
         "state": es.state_dict(),
     }
     path = options.get("path")
@@ -232,6 +237,34 @@ def _scenario_kill(rank: int, world: int, out: Path) -> dict[str, Any]:
     return {}
 
 
+COLLECTIVES: list[str] = []  # the collectives the main thread made, in order
+
+
+def _count_collectives() -> None:
+    """Wrap torch.distributed's collectives to count those of the main thread."""
+    import threading
+
+    import torch.distributed as dist
+    import torch.distributed.distributed_c10d as c10d
+
+    main = threading.main_thread()
+    names = [
+        "all_reduce", "all_gather", "all_gather_object", "all_gather_into_tensor", "barrier",
+        "broadcast", "broadcast_object_list", "gather", "gather_object", "reduce_scatter_tensor",
+        "scatter", "scatter_object_list", "all_to_all_single",
+    ]  # fmt: skip
+    for name in names:
+        original = getattr(c10d, name)
+
+        def counted(*args: Any, _name: str = name, _f: Any = original, **kwargs: Any) -> Any:
+            if threading.current_thread() is main:
+                COLLECTIVES.append(_name)
+            return _f(*args, **kwargs)
+
+        setattr(dist, name, counted)
+        setattr(c10d, name, counted)
+
+
 SCENARIOS = {"two": _scenario_two, "four": _scenario_four, "kill": _scenario_kill}
 
 
@@ -253,6 +286,7 @@ def worker(scenario: str, rank: int, world: int, port: int, out: Path) -> None:
     )
     dist.barrier()
     dist.distributed_c10d._set_pg_timeout(datetime.timedelta(seconds=20))
+    _count_collectives()
     result = SCENARIOS[scenario](rank, world, out)
     (out / f"result-{rank}.json").write_text(json.dumps(result))
     dist.barrier()
@@ -340,6 +374,25 @@ def test_every_rank_restores_the_best_evaluation(
         assert (run["stopped"], run["best"]) == (STOPPED, BEST)
         assert run["restored"] == [float(BEST)]
         assert run["collectives"] == STOPPED  # one per call: saves add none to the decision
+
+
+@pytest.mark.parametrize("case", TWO_CASES)
+def test_one_collective_per_call_and_more_only_on_improvements(
+    two: tuple[Path, list[dict[str, Any]]], case: str
+) -> None:
+    for report in two[1]:
+        per_call = report[case]["per_call"]  # evaluations 1-3 improve, 4 does not, 5 stops
+        assert len(per_call) == STOPPED
+        assert per_call[3] == 1
+        # FSDP1's sharded state dict all-gathers: restoring at the stop call costs more
+        assert per_call[4] == 1 or (case == "fsdp1" and per_call[4] > 1)
+        extra = [n - 1 for n in per_call[:3]]
+        if case in {"fsdp2", "fsdp2_disk_only", "tp", "fsdp1"}:
+            assert min(extra) > 1  # DCP's own collectives, then one status exchange
+        elif case == "fsdp2_background":  # DCP's run on the writer's own group and thread
+            assert extra == [0, 1, 1]  # the exchange of the previous save's outcome
+        else:  # in memory: nothing more
+            assert extra == [0, 0, 0]
 
 
 @pytest.mark.parametrize("case", ["hsdp", "tp+fsdp"])
