@@ -11,6 +11,7 @@ from typing import Any
 
 from .._core.decision import Decision
 from .._frontend.early_stopping import EarlyStopping
+from .._weights.sharded import is_sharded
 
 __all__ = [
     "AdapterState",
@@ -86,7 +87,11 @@ def restore_best(early_stopping: EarlyStopping, model: Any) -> int | None:
     if best is None:
         return None
     keeper, path = early_stopping.keeper, early_stopping.path
-    if keeper.step != best and (path is None or not path.is_file()):
+    if is_sharded(model):  # FSDP2/TP/FSDP1 (Lightning ModelParallel, Accelerate FSDP)
+        available = early_stopping.sharded.available(best, path)
+    else:
+        available = keeper.step == best or (path is not None and path.is_file())
+    if not available:
         logger.warning(
             "earlystop: the best weights (evaluation %d) were kept by an earlier process; "
             "give `path=` to restore them after a resume",
