@@ -80,21 +80,33 @@ def local_part(value: Any) -> Any:
     return value
 
 
-def _sharding(value: Any) -> Any:
+def _mesh_key(mesh: Any) -> tuple[Any, ...]:
+    """Device type, shape, ranks and dimension names of a device mesh."""
+    ranks = mesh.mesh  # computed on each access: read it once
+    return (
+        mesh.device_type,
+        tuple(ranks.shape),
+        tuple(ranks.flatten().tolist()),
+        mesh.mesh_dim_names,
+    )
+
+
+def _shardings(state: Mapping[str, Any]) -> dict[str, Any]:
+    """:func:`_sharding` of every value, each distinct mesh described once."""
+    meshes: dict[int, tuple[Any, tuple[Any, ...]]] = {}  # id -> (mesh kept alive, key)
+    return {name: _sharding(value, meshes) for name, value in state.items()}
+
+
+def _sharding(value: Any, meshes: dict[int, tuple[Any, tuple[Any, ...]]]) -> Any:
     """What must not change between snapshot and restore: global shape, placements, mesh."""
     from torch.distributed.tensor import DTensor
 
     if isinstance(value, DTensor):
         mesh = value.device_mesh
-        return (
-            "DTensor",
-            tuple(value.shape),
-            tuple(str(p) for p in value.placements),
-            mesh.device_type,
-            tuple(mesh.mesh.shape),
-            tuple(mesh.mesh.flatten().tolist()),
-            mesh.mesh_dim_names,
-        )
+        known = meshes.get(id(mesh))
+        if known is None:
+            known = meshes[id(mesh)] = (mesh, _mesh_key(mesh))
+        return ("DTensor", tuple(value.shape), tuple(str(p) for p in value.placements), *known[1])
     metadata = getattr(value, "metadata", None)
     if callable(metadata) and callable(getattr(value, "local_shards", None)):
         shards = metadata().shards_metadata
@@ -166,7 +178,7 @@ class ShardedKeeper:
         state = sharded_state(model)
         self._sharding = {}  # a failed copy must not leave a half-written "best"
         self._local.snapshot({name: local_part(v) for name, v in state.items()}, step)
-        self._sharding = {name: _sharding(value) for name, value in state.items()}
+        self._sharding = _shardings(state)
         self._templates = {
             name: (value.device_mesh, tuple(value.placements), value.shape, value.stride())
             for name, value in state.items()
@@ -175,7 +187,7 @@ class ShardedKeeper:
 
     def check_layout(self, state: Mapping[str, Any]) -> None:
         """Raise :class:`ReshardedError` naming the first tensor sharded differently."""
-        now = {name: _sharding(value) for name, value in state.items()}
+        now = _shardings(state)
         if now == self._sharding:
             return
         for name in sorted(set(now) | set(self._sharding)):
