@@ -172,6 +172,7 @@ def _scenario_two(rank: int, world: int, out: Path) -> dict[str, Any]:
     report["ddp"] = _train("ddp", world, out, path=None)
     # kept in memory for an FSDP2 model, restored into a TP-sharded one: a clear error
     fsdp = _shard("fsdp2", _model(), world)
+    _set(fsdp, 1.0)
     es = EarlyStopping(2, path=None, trace_func=None)
     es(1.0, fsdp)
     report["resharded"] = _error(lambda: es.sharded.keeper.restore(_shard("tp", _model(), world)))
@@ -180,6 +181,9 @@ def _scenario_two(rank: int, world: int, out: Path) -> dict[str, Any]:
     es = EarlyStopping(2, path=out / "taken", trace_func=None)
     report["taken"] = _error(lambda: es(1.0, fsdp))
     report["taken_decided"] = es.best_epoch
+    _set(fsdp, -1.0)
+    es.restore(fsdp)  # the weights of that evaluation were kept in memory instead
+    report["taken_restored"] = _seen(fsdp)
     # extra state (the optimizer) travels in the directory under "extra"
     import torch
 
@@ -466,14 +470,12 @@ def test_resharded_model_and_taken_path_are_clear_errors(
     two: tuple[Path, list[dict[str, Any]]],
 ) -> None:
     for report in two[1]:
-        assert (
-            report["resharded"].startswith(
-                "ReshardedError: cannot restore the kept weights of evaluation 1: the model was "
-                "re-sharded since; `0.bias` was a DTensor of shape [8] placed ['Shard(dim=0)'] "
-                "on a cpu mesh [2] of ranks [0, 1] and is now a DTensor of shape [8] placed "
-                "['Shard(dim=0)']"
-            )
-            or "re-sharded since" in report["resharded"]
+        assert report["resharded"] == (
+            "ReshardedError: cannot restore the kept weights of evaluation 1: the model was "
+            "re-sharded since; `2.bias` was a DTensor of shape [4] placed ['Shard(dim=0)'] on a "
+            "cpu mesh [2] of ranks [0, 1] and is now a DTensor of shape [4] placed "
+            "['Replicate()'] on a cpu mesh [2] of ranks [0, 1] (restore from the checkpoint "
+            "directory instead, which reshards)"
         )
         assert report["taken"] == (
             f"CheckpointError: `path` {two[0] / 'taken'} of a sharded model names a directory "
@@ -481,6 +483,7 @@ def test_resharded_model_and_taken_path_are_clear_errors(
             "it away or choose another path"
         )
         assert report["taken_decided"] == 1
+        assert report["taken_restored"] == [1.0]
         assert report["extra_epoch"] == 1
 
 

@@ -97,9 +97,13 @@ class ShardedBest:
             CheckpointError: on every rank, when a rank could not write (this or a previous
                 background save); the weights are kept in memory then.
         """
-        self.settle()
-        if path is not None:
-            check_target(path)  # every rank sees the same file system: all raise alike
+        try:
+            self.settle()  # an earlier background save's failure is raised on every rank
+            if path is not None:
+                check_target(path)  # every rank sees the same file system: all raise alike
+        except CheckpointError:
+            self.keeper.snapshot(model, step)  # this best is not lost: it stays in memory
+            raise
         if memory or self.background or path is None:
             self.keeper.snapshot(model, step)
         if path is None:

@@ -106,7 +106,7 @@ def _sharding(value: Any, meshes: dict[int, tuple[Any, tuple[Any, ...]]]) -> Any
         known = meshes.get(id(mesh))
         if known is None:
             known = meshes[id(mesh)] = (mesh, _mesh_key(mesh))
-        return ("DTensor", tuple(value.shape), tuple(str(p) for p in value.placements), *known[1])
+        return ("DTensor", tuple(value.shape), tuple(repr(p) for p in value.placements), *known[1])
     metadata = getattr(value, "metadata", None)
     if callable(metadata) and callable(getattr(value, "local_shards", None)):
         shards = metadata().shards_metadata
