@@ -57,6 +57,10 @@ class EarlyStopping:
         path: file for the best weights, written atomically on every improvement;
             ``.safetensors`` selects safetensors. ``None`` keeps them in memory only.
             ``{fold}`` in the path is replaced by the fold number (see :meth:`reset`).
+            For a sharded model (DTensor parameters: FSDP2, tensor parallel, HSDP; or FSDP1)
+            ``path`` names a torch.distributed.checkpoint directory written by every rank
+            and published atomically by rank 0, and each rank keeps only its local shards in
+            memory; see :mod:`earlystop._frontend.sharded`.
         trace_func: called with each message when ``verbose``.
         mode, min_delta, min_rel_delta, baseline, start_from_epoch, stopping_threshold,
             divergence_threshold, on_nonfinite, criteria, smoothing, scheduler: see
@@ -71,7 +75,9 @@ class EarlyStopping:
             the weights into host memory (they also serve :meth:`restore`) and the latest
             copy is written atomically behind the training loop. Call :meth:`flush` before
             reading the file and :meth:`close` at the end (or use ``with EarlyStopping(...)``);
-            a failed write is raised by the next call. Needs a ``path``.
+            a failed write is raised by the next call. Needs a ``path``. For a sharded
+            model it uses ``dcp.async_save``; every rank must call :meth:`flush` and
+            :meth:`close`.
         distributed: how the ranks of an initialized ``torch.distributed`` group agree:
             ``"mean"`` (average the value, then decide), ``"rank0"``, ``"any"``, ``"all"``
             or ``"local"``; see :mod:`earlystop._distributed`. Only rank 0 writes ``path``.
