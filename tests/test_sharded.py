@@ -195,6 +195,24 @@ def _scenario_two(rank: int, world: int, out: Path) -> dict[str, Any]:
     loaded = {"extra": {"epoch": 0}}
     dcp.load(loaded, checkpoint_id=out / "with_optimizer")
     report["extra_epoch"] = loaded["extra"]["epoch"]
+    # a write that fails on rank 1 only: every rank raises, the best stays in memory
+    writer = dcp.FileSystemWriter
+    original = writer.write_data
+
+    def failing(self: Any, plan: Any, planner: Any) -> Any:
+        if rank == 1:
+            raise OSError(28, "No space left on device")
+        return original(self, plan, planner)
+
+    writer.write_data = failing  # type: ignore[method-assign]
+    es = EarlyStopping(2, path=out / "full_disk", trace_func=None)
+    _set(fsdp, 7.0)
+    report["disk_full"] = _error(lambda: es(1.0, fsdp))
+    writer.write_data = original  # type: ignore[method-assign]
+    _set(fsdp, -1.0)
+    es.restore(fsdp)
+    report["disk_full_restored"] = _seen(fsdp)
+    report["disk_full_published"] = (out / "full_disk").exists()
     return report
 
 
@@ -485,6 +503,21 @@ def test_resharded_model_and_taken_path_are_clear_errors(
         assert report["taken_decided"] == 1
         assert report["taken_restored"] == [1.0]
         assert report["extra_epoch"] == 1
+
+
+def test_a_write_failing_on_one_rank_raises_on_every_rank(
+    two: tuple[Path, list[dict[str, Any]]],
+) -> None:
+    messages = [report["disk_full"] for report in two[1]]
+    assert messages[0] == messages[1]
+    assert messages[0].startswith(
+        f"CheckpointError: sharded checkpoint {two[0] / 'full_disk'} of evaluation 1 was not "
+        "written (failed on rank(s) "
+    )
+    assert f"{two[0] / 'full_disk'} still holds the previous best" in messages[0]
+    for report in two[1]:
+        assert report["disk_full_restored"] == [7.0]
+        assert report["disk_full_published"] is False
 
 
 def test_a_rank_killed_mid_save_leaves_the_previous_best_loadable(tmp_path: Path) -> None:

@@ -116,10 +116,12 @@ class ShardedBest:
         payload: dict[str, Any] = {"model": sharded_state(model) if staged is None else staged}
         if extra_state:
             payload["extra"] = extra_state
+        from torch.distributed.checkpoint.api import CheckpointException
+
         error = None
         try:
             self._save(payload, path, step)
-        except Exception as exc:  # DCP raises several kinds; all become CheckpointError
+        except (Exception, CheckpointException) as exc:  # DCP's is a BaseException
             error = exc
         self._agree(error, path, step, model)
 

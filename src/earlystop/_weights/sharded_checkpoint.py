@@ -199,10 +199,12 @@ def load_into(path: Path, model: torch.nn.Module, step: int) -> None:
             f"is evaluation {step}: the weights of evaluation {step} were not published",
             path,
         )
+    from torch.distributed.checkpoint.api import CheckpointException
+
     state = {"model": sharded_state(model)}
     try:
         load(state, checkpoint_id=path)
-    except Exception as exc:  # DCP raises CheckpointException and others
+    except (Exception, CheckpointException) as exc:  # DCP's is a BaseException
         raise CheckpointError(
             f"cannot load sharded checkpoint {path}: {type(exc).__name__}: {_first_line(exc)}",
             path,
