@@ -11,7 +11,8 @@ exchange) happen on improvements only, in the same order on every rank.
   (see :mod:`earlystop._weights.sharded_checkpoint`). Then one small ``all_reduce`` makes a
   failure on any rank raise the same :class:`CheckpointError` on every rank.
 - ``background=True``: ``dcp.async_save`` from the host copy (the loop waits only for that
-  copy) on a separate gloo group; rank 0 publishes when the write completes. Its outcome is
+  copy) on a separate gloo group; rank 0 publishes when the write completes. One exchange
+  after the start (a rank that could not start raises on every rank); the write's outcome is
   exchanged at the next improvement, :meth:`flush`, :meth:`close` or restore from disk.
 """
 
@@ -110,7 +111,14 @@ class ShardedBest:
             return
         extra_state = _extra_state(model, extra, clone=self.background)
         if self.background:
-            self._start_async(model, step, path, extra_state)
+            from torch.distributed.checkpoint.api import CheckpointException
+
+            error = None
+            try:
+                self._start_async(model, step, path, extra_state)
+            except (Exception, CheckpointException) as exc:  # e.g. the directory is not writable
+                error = exc
+            self._agree(error, path, step, model)  # no rank goes on alone after a failed start
             return
         staged = self.keeper.kept_state() if self.keeper.step == step else None
         payload: dict[str, Any] = {"model": sharded_state(model) if staged is None else staged}
