@@ -46,7 +46,7 @@ def make_data(seed: int = 0) -> tuple[torch.Tensor, ...]:
 
 def local_shards(model: torch.nn.Module) -> list[torch.Tensor]:
     """This rank's part of every weight."""
-    return [p.to_local().detach().clone() for p in model.parameters()]  # type: ignore[operator]
+    return [p.to_local().detach().clone() for p in model.parameters()]
 
 
 def main() -> None:
