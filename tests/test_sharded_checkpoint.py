@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 
+import earlystop
 from earlystop import CheckpointError, EarlyStopping, export_sharded_checkpoint
 from earlystop._weights.sharded import is_sharded
 from earlystop._weights.sharded_checkpoint import (
@@ -121,3 +124,18 @@ def test_plain_models_keep_the_plain_keeper() -> None:
     assert es.keeper.step == 1
     assert es.sharded.keeper.step is None
     assert json.loads(json.dumps(es.state_dict()))["stopper"]
+
+
+def test_detection_imports_nothing_for_a_plain_model() -> None:
+    code = (
+        "import sys, torch\n"
+        "from earlystop._weights.sharded import is_sharded\n"
+        "print(is_sharded(torch.nn.Linear(2, 1)), 'torch.distributed.tensor' in sys.modules, "
+        "'torch.distributed.fsdp' in sys.modules)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(earlystop.__file__).resolve().parents[1])}
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False", "False", "False"]

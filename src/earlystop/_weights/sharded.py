@@ -13,6 +13,7 @@ torch is imported lazily, where weights are.
 from __future__ import annotations
 
 import itertools
+import sys
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -32,21 +33,21 @@ def is_sharded(model: Any) -> bool:
     """Whether ``model`` holds DTensor parameters/buffers or an FSDP1 module.
 
     Looks at the parameters and modules only: no ``state_dict()`` (which on FSDP1 would
-    all-gather), no collective.
+    all-gather), no collective. Imports nothing: a model can hold a DTensor or an FSDP1
+    module only once torch's modules for them are imported (importing them here would cost
+    seconds at the first improvement of every plain model).
     """
-    try:
-        from torch.distributed.tensor import DTensor
-    except ImportError:  # a torch build without distributed support
+    tensor_module = sys.modules.get("torch.distributed.tensor")
+    fsdp_module = sys.modules.get("torch.distributed.fsdp")
+    if not callable(getattr(model, "modules", None)):
         return False
-    modules = getattr(model, "modules", None)
-    if not callable(modules):
-        return False
-    tensors = itertools.chain(model.parameters(), model.buffers())
-    if any(isinstance(tensor, DTensor) for tensor in tensors):
-        return True
-    from torch.distributed.fsdp import FullyShardedDataParallel
-
-    return any(isinstance(module, FullyShardedDataParallel) for module in model.modules())
+    dtensor = getattr(tensor_module, "DTensor", None)
+    if isinstance(dtensor, type):
+        tensors = itertools.chain(model.parameters(), model.buffers())
+        if any(isinstance(tensor, dtensor) for tensor in tensors):
+            return True
+    fsdp1 = getattr(fsdp_module, "FullyShardedDataParallel", None)
+    return isinstance(fsdp1, type) and any(isinstance(m, fsdp1) for m in model.modules())
 
 
 def sharded_state(model: torch.nn.Module) -> dict[str, Any]:
