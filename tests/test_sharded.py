@@ -307,7 +307,7 @@ def worker(scenario: str, rank: int, world: int, port: int, out: Path) -> None:
         timeout=datetime.timedelta(seconds=60),
     )
     dist.barrier()
-    dist.distributed_c10d._set_pg_timeout(datetime.timedelta(seconds=20))
+    dist.distributed_c10d._set_pg_timeout(datetime.timedelta(seconds=30))
     _count_collectives()
     result = SCENARIOS[scenario](rank, world, out)
     (out / f"result-{rank}.json").write_text(json.dumps(result))
@@ -371,7 +371,7 @@ def _reports(out: Path, runs: list[tuple[int, str]]) -> list[dict[str, Any]]:
 @pytest.fixture(scope="module")
 def two(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict[str, Any]]]:
     out = tmp_path_factory.mktemp("sharded-two")
-    return out, _reports(out, _launch("two", 2, out, budget_s=120.0))
+    return out, _reports(out, _launch("two", 2, out, budget_s=200.0))
 
 
 @pytest.fixture(scope="module")
@@ -379,7 +379,7 @@ def four(
     tmp_path_factory: pytest.TempPathFactory, two: tuple[Path, list[dict[str, Any]]]
 ) -> list[dict[str, Any]]:
     out = tmp_path_factory.mktemp("sharded-four")
-    runs = _launch("four", 4, out, budget_s=150.0, env={"EARLIER": str(two[0])})
+    runs = _launch("four", 4, out, budget_s=240.0, env={"EARLIER": str(two[0])})
     return _reports(out, runs)
 
 
@@ -521,7 +521,7 @@ def test_a_write_failing_on_one_rank_raises_on_every_rank(
 
 
 def test_a_rank_killed_mid_save_leaves_the_previous_best_loadable(tmp_path: Path) -> None:
-    runs = _launch("kill", 2, tmp_path, budget_s=90.0)
+    runs = _launch("kill", 2, tmp_path, budget_s=120.0)
     assert runs[1][0] == -signal.SIGKILL
     assert runs[0][0] != 0  # rank 0 fails in the save's collective instead of hanging
     model = _model()
