@@ -153,6 +153,7 @@ class ShardedKeeper:
         self._local = WeightsKeeper()
         self._sharding: dict[str, Any] = {}
         self._templates: dict[str, Any] = {}  # DTensor name -> (mesh, placements, shape, stride)
+        self._wrapped: dict[str, Any] | None = None  # kept_state(), built once per allocation
 
     @property
     def step(self) -> int | None:
@@ -177,9 +178,12 @@ class ShardedKeeper:
         from torch.distributed.tensor import DTensor
 
         state = sharded_state(model)
+        before = (self._local.allocations, self._sharding)
         self._sharding = {}  # a failed copy must not leave a half-written "best"
         self._local.snapshot({name: local_part(v) for name, v in state.items()}, step)
         self._sharding = _shardings(state)
+        if (self._local.allocations, self._sharding) != before:
+            self._wrapped = None  # new buffers or a new sharding: wrap them again
         self._templates = {
             name: (value.device_mesh, tuple(value.placements), value.shape, value.stride())
             for name, value in state.items()
@@ -224,7 +228,8 @@ class ShardedKeeper:
     def kept_state(self) -> dict[str, Any] | None:
         """The kept weights as a sharded state dict that shares the host buffers.
 
-        DTensors are rebuilt around the buffers (no copy, no collective). ``None`` when
+        DTensors are built around the buffers (no copy, no collective) once per allocation
+        of the buffers, which later snapshots overwrite in place. ``None`` when
         the state holds ShardedTensors (FSDP1), which cannot be rebuilt that way, or lives
         on an accelerator mesh (a DTensor there would copy the host buffer back to it).
         """
@@ -235,6 +240,8 @@ class ShardedKeeper:
         if any(template[0].device_type != "cpu" for template in self._templates.values()):
             return None
         kept = self._local.state_dict()
+        if self._wrapped is not None:
+            return dict(self._wrapped)
         state: dict[str, Any] = {}
         for name, buffer in kept.items():
             template = self._templates.get(name)
@@ -245,7 +252,8 @@ class ShardedKeeper:
             state[name] = DTensor.from_local(
                 buffer, mesh, placements, run_check=False, shape=shape, stride=stride
             )
-        return state
+        self._wrapped = state
+        return dict(state)
 
     def clear(self) -> None:
         """Forget the snapshot (keeping the buffers for reuse)."""
