@@ -176,6 +176,8 @@ def _scenario_two(rank: int, world: int, out: Path) -> dict[str, Any]:
     es = EarlyStopping(2, path=None, trace_func=None)
     es(1.0, fsdp)
     report["resharded"] = _error(lambda: es.sharded.keeper.restore(_shard("tp", _model(), world)))
+    nothing = EarlyStopping(2, path=out / "never_written", trace_func=None)
+    report["nothing_kept"] = _error(lambda: nothing.restore(fsdp))
     # a file where the checkpoint directory's link should be
     (out / "taken").mkdir(exist_ok=True)
     es = EarlyStopping(2, path=out / "taken", trace_func=None)
@@ -501,6 +503,10 @@ def test_resharded_model_and_taken_path_are_clear_errors(
             "it away or choose another path"
         )
         assert report["taken_decided"] == 1
+        assert report["nothing_kept"] == (
+            "RuntimeError: no best weights to restore: pass the model to every call, and either "
+            "keep them in memory (path=None or restore_best_weights=True) or give a `path`"
+        )
         assert report["taken_restored"] == [1.0]
         assert report["extra_epoch"] == 1
 

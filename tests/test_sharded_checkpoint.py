@@ -14,14 +14,16 @@ from typing import Any
 
 import pytest
 import torch
+from torch.distributed.checkpoint.state_dict_saver import save
 
 import earlystop
 from earlystop import CheckpointError, EarlyStopping, export_sharded_checkpoint
-from earlystop._weights.sharded import is_sharded
+from earlystop._weights.sharded import is_sharded, local_part
 from earlystop._weights.sharded_checkpoint import (
     RECORD_NAME,
     check_target,
     has_checkpoint,
+    load_into,
     publish,
     read_record,
     temporary_dir,
@@ -139,3 +141,53 @@ def test_detection_imports_nothing_for_a_plain_model() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["False", "False", "False"]
+
+
+def _published(tmp_path: Path, step: int = 1) -> Path:
+    path = tmp_path / "best"
+    publish(path, _written(path, step), step, world_size=1)
+    return path
+
+
+def test_loading_another_evaluation_is_refused_before_touching_the_model(tmp_path: Path) -> None:
+    path = _published(tmp_path, step=4)
+    with pytest.raises(
+        CheckpointError,
+        match=r"holds evaluation 4, but the best is evaluation 6: the weights of evaluation 6 "
+        r"were not published",
+    ):
+        load_into(path, object(), 6)  # type: ignore[arg-type]
+
+
+def test_a_directory_dcp_cannot_read_is_a_checkpoint_error(tmp_path: Path) -> None:
+    path = _published(tmp_path)  # a record, but no DCP .metadata
+    model = torch.nn.Linear(2, 1)
+    before = model.weight.detach().clone()
+    with (
+        pytest.warns(UserWarning, match="load in a single process"),
+        pytest.raises(CheckpointError, match=r"cannot load sharded checkpoint .*best: \w+"),
+    ):
+        load_into(path, model, 1)
+    assert torch.equal(model.weight, before)
+
+
+def test_export_names_what_is_missing(tmp_path: Path) -> None:
+    path = _published(tmp_path)
+    with pytest.raises(CheckpointError, match=r"cannot read the metadata of sharded checkpoint"):
+        export_sharded_checkpoint(path, tmp_path / "out.safetensors")
+    other = tmp_path / "other"
+    written = temporary_dir(other, 1)
+    with pytest.warns(UserWarning, match="single process"):
+        save({"optimizer": {"lr": torch.ones(2)}}, checkpoint_id=written, no_dist=True)
+    publish(other, written, 1, world_size=1)
+    with pytest.raises(CheckpointError, match=r"other holds no `model` tensors"):
+        export_sharded_checkpoint(other, tmp_path / "out.safetensors")
+
+
+def test_a_sharded_tensor_with_several_local_shards_is_refused() -> None:
+    class TwoShards:
+        def local_shards(self) -> list[Any]:
+            return [object(), object()]
+
+    with pytest.raises(ValueError, match=r"a ShardedTensor with 2 local shards is not supported"):
+        local_part(TwoShards())
