@@ -80,7 +80,8 @@ class EarlyStopping:
             :meth:`close`.
         distributed: how the ranks of an initialized ``torch.distributed`` group agree:
             ``"mean"`` (average the value, then decide), ``"rank0"``, ``"any"``, ``"all"``
-            or ``"local"``; see :mod:`earlystop._distributed`. Only rank 0 writes ``path``.
+            or ``"local"``; see :mod:`earlystop._distributed`. Only rank 0 writes ``path`` (every
+            rank its shards, for a sharded model).
             Every rank must make each call; code calling it on rank 0 only needs ``"local"``.
 
     Calling it returns the :class:`Decision`; it is truthy when training should stop.
