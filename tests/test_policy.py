@@ -350,7 +350,7 @@ def test_early_stopping_auto_says_how_long_it_waits() -> None:
     decisions = [early_stopping(v) for v in [5.0, 4.0, 3.0, 1.0, *[2.0] * 12]]
     assert [d.should_stop for d in decisions] == [False] * 15 + [True]
     assert lines[:2] == [
-        "Validation metric improved (inf --> 1.000000).",
+        "Validation loss decreased (inf --> 1.000000).",
         "EarlyStopping counter: 1 no fixed patience",
     ]
     assert lines[-1].startswith("EarlyStopping: stop at evaluation 16: criterion adaptive=0.3 (")

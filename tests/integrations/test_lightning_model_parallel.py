@@ -29,7 +29,7 @@ def _worker(out: Path) -> None:  # pragma: no cover - runs under torchrun
     from lightning.pytorch.strategies import ModelParallelStrategy
     from torch.distributed.fsdp import fully_shard
 
-    from earlystop.integrations.lightning import EarlyStoppingCallback
+    from earlystop.integrations.lightning import EarlyStopping
 
     class Sentinel(pl.LightningModule):  # type: ignore[misc]
         def __init__(self) -> None:
@@ -59,7 +59,9 @@ def _worker(out: Path) -> None:  # pragma: no cover - runs under torchrun
 
     data = torch.utils.data.TensorDataset(torch.randn(16, 4), torch.randn(16, 1))
     loader = torch.utils.data.DataLoader(data, batch_size=8)
-    callback = EarlyStoppingCallback(monitor="val_loss", patience=2, path=out / "best")
+    callback = EarlyStopping(
+        monitor="val_loss", patience=2, path=out / "best", restore_best_weights=True
+    )
     trainer = pl.Trainer(
         accelerator="cpu",
         devices=2,
