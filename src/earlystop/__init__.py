@@ -39,6 +39,8 @@ from ._rules.smoothing import EMA, MovingMean, MovingMedian
 from ._weights.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
 from ._weights.keeper import WeightsKeeper
 from ._weights.lost import LostWeightsWarning
+from ._weights.sharded import ReshardedError
+from ._weights.sharded_checkpoint import export_sharded_checkpoint
 
 __all__ = [  # noqa: RUF022 (plain sorted order, pinned by tests/test_import.py)
     "AUTO_SPEC",
@@ -69,6 +71,7 @@ __all__ = [  # noqa: RUF022 (plain sorted order, pinned by tests/test_import.py)
     "Plateau",
     "Policy",
     "RanksOutOfStepError",
+    "ReshardedError",
     "SchedulerAware",
     "Smoother",
     "StopReason",
@@ -80,6 +83,7 @@ __all__ = [  # noqa: RUF022 (plain sorted order, pinned by tests/test_import.py)
     "all_of",
     "any_of",
     "composite",
+    "export_sharded_checkpoint",
     "load_checkpoint",
     "pareto_front",
     "parse_policy",
