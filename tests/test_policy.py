@@ -90,10 +90,10 @@ def test_patience_defaults_to_none_with_criteria_and_7_without() -> None:
 
 
 KNOWN = (
-    "(known: adaptive, all(...), any(...), auto, baseline, confidence, divergence_threshold, "
-    "ema, gl, lr_factor, lr_restart, mean, median, min_delta, min_lr, min_patience, "
-    "min_rel_delta, on_nonfinite, patience, plateau, pq, start_from_epoch, stopping_threshold, "
-    "strip, up)"
+    "(known: adaptive, all(...), any(...), auto, baseline, budget, confidence, "
+    "divergence_threshold, ema, gl, lr_factor, lr_restart, mean, median, min_delta, min_lr, "
+    "min_patience, min_rel_delta, noise_delta, noise_patience, noise_window, on_nonfinite, "
+    "patience, plateau, pq, rising, start_from_epoch, stopping_threshold, strip, trend, up)"
 )
 
 
@@ -154,8 +154,14 @@ KNOWN = (
         ("", "policy SPEC is empty (try 'patience=7' or 'auto')"),
         ("auto,patience=3", "'auto' cannot be combined with other options in 'auto,patience=3'"),
         ("strip=3", "`strip` applies to pq and up, and the policy has neither"),
-        ("gl=2,confidence=0.9", "`confidence` applies to plateau, and the policy has none"),
-        ("min_patience=3", "`min_patience` applies to adaptive, and the policy has none"),
+        (
+            "gl=2,confidence=0.9",
+            "`confidence` applies to plateau, trend and rising, and the policy has none of them",
+        ),
+        (
+            "min_patience=3",
+            "`min_patience` applies to adaptive and budget, and the policy has neither",
+        ),
         ("adaptive=x", "policy option 'adaptive' must be a number, got 'x' in 'adaptive=x'"),
         (
             "adaptive=0.3,min_patience=0",

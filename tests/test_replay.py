@@ -200,6 +200,8 @@ JSON_KEYS = {
     "fail_rate",
     "left_out",
     "acc_runs",
+    "mean_loss_regret",
+    "share_loss_over_1pct",
 }
 
 
@@ -207,10 +209,14 @@ def test_cli_json(curves_file: Path, capsys: pytest.CaptureFixture[str]) -> None
     argv = ["replay", str(curves_file), "--policy", "patience=1", "--policy", "patience=2"]
     assert main([*argv, "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
-    assert [row["policy"] for row in rows] == ["patience=1", "patience=2"]
+    assert [row["policy"] for row in rows] == ["patience=1", "patience=2", "oracle"]
     assert all(set(row) == JSON_KEYS for row in rows)
     assert rows[0]["mean_rel_regret"] == pytest.approx(0.625)
     assert rows[0]["fail_rate"] == pytest.approx(0.5)
+    assert rows[0]["mean_loss_regret"] == pytest.approx(0.625)
+    assert rows[0]["share_loss_over_1pct"] == pytest.approx(1.0)
+    assert rows[2]["mean_cost"] == pytest.approx((6 / 6 + 3 / 5 + 2 / 3) / 3)
+    assert rows[2]["mean_loss_regret"] == 0.0
 
 
 def test_cli_table_and_plot(
@@ -229,6 +235,8 @@ def test_cli_table_and_plot(
         "rel_regret%",
         "acc_regret",
         "fail%",
+        "loss_regret%",
+        ">1%",
     ]
     assert out.splitlines()[2].split() == [
         "patience=1",
@@ -239,7 +247,10 @@ def test_cli_table_and_plot(
         "62.50",
         "2.50",
         "50.0",
+        "62.50",
+        "100.0",
     ]
+    assert out.splitlines()[3].split()[:3] == ["oracle", "3", "75.6"]
     assert "1 left out of the regret figures" in out
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -248,8 +259,9 @@ def test_cli_monitor_max_column(curves_file: Path, capsys: pytest.CaptureFixture
     # monitoring test_acc is allowed (any column) and defaults to mode max for *acc*
     argv = ["replay", str(curves_file), "--policy", "patience=1", "--monitor", "test_acc"]
     assert main([*argv, "--json"]) == 0
-    (row,) = json.loads(capsys.readouterr().out)
+    row, oracle = json.loads(capsys.readouterr().out)
     assert row["runs"] == 3
+    assert oracle["policy"] == "oracle"
 
 
 @pytest.mark.parametrize(

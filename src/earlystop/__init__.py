@@ -30,11 +30,14 @@ from ._frontend.early_stopping import EarlyStopping
 from ._replay.curves import Curve, CurveRecorder, CurvesError, read_curves
 from ._replay.replay import Outcome, Summary, pareto_front, replay, replay_run, summarize
 from ._replay.tune import patience_guidance
+from ._rules.budget import BudgetPatience
 from ._rules.compose import AllOf, AnyOf, Composite, all_of, any_of, composite
 from ._rules.criteria import GL, PQ, UP, AdaptivePatience, Plateau
+from ._rules.noise import NoiseDelta
 from ._rules.policy import AUTO_SPEC, Policy, parse_policy
 from ._rules.scheduler import SchedulerAware
 from ._rules.smoothing import EMA, MovingMean, MovingMedian
+from ._rules.trend import Rising, Trend, mann_kendall, theil_sen
 from ._weights.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
 from ._weights.keeper import WeightsKeeper
 
@@ -46,6 +49,7 @@ __all__ = [  # noqa: RUF022 (plain sorted order, pinned by tests/test_import.py)
     "Agreement",
     "AllOf",
     "AnyOf",
+    "BudgetPatience",
     "Checkpoint",
     "CheckpointError",
     "Composite",
@@ -62,16 +66,19 @@ __all__ = [  # noqa: RUF022 (plain sorted order, pinned by tests/test_import.py)
     "Mode",
     "MovingMean",
     "MovingMedian",
+    "NoiseDelta",
     "NonFinite",
     "Outcome",
     "PQ",
     "Plateau",
     "Policy",
+    "Rising",
     "SchedulerAware",
     "Smoother",
     "StopReason",
     "Stopper",
     "Summary",
+    "Trend",
     "UP",
     "WeightsKeeper",
     "__version__",
@@ -79,6 +86,7 @@ __all__ = [  # noqa: RUF022 (plain sorted order, pinned by tests/test_import.py)
     "any_of",
     "composite",
     "load_checkpoint",
+    "mann_kendall",
     "pareto_front",
     "parse_policy",
     "patience_guidance",
@@ -87,6 +95,7 @@ __all__ = [  # noqa: RUF022 (plain sorted order, pinned by tests/test_import.py)
     "replay_run",
     "save_checkpoint",
     "summarize",
+    "theil_sen",
     "to_float",
 ]
 

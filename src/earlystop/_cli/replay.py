@@ -7,7 +7,7 @@ import json
 import sys
 
 from .._replay.plot import plot_summaries
-from .._replay.replay import summarize
+from .._replay.replay import oracle_summary, summarize
 from .._replay.report import format_table
 from .._replay.tune import load_policy, outcomes_for
 from .common import add_common, load_curves, mode_of
@@ -39,6 +39,7 @@ def run(args: argparse.Namespace) -> int:
             summarize(name, outcomes)
             for name, outcomes in outcomes_for(policies, curves, args.monitor, mode).items()
         ]
+        summaries.append(oracle_summary(curves, args.monitor, mode))  # the frontier
     except (ValueError, OSError) as error:
         print(f"earlystop replay: error: {error}", file=sys.stderr)
         return 2
