@@ -8,9 +8,12 @@ hundred policies is a few million stopper steps.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 
 from earlystop import Curve, read_curves
 from earlystop._replay.replay import Outcome, outcome_at, stop_evaluation
@@ -31,11 +34,32 @@ def _stops(spec: str) -> tuple[str, list[int] | str]:
         return spec, str(error)
 
 
-def replay_stops(path: str, specs: Sequence[str], jobs: int = 2) -> dict[str, list[int] | str]:
+def replay_stops(
+    path: str, specs: Sequence[str], jobs: int = 2, cache: str | None = None
+) -> dict[str, list[int] | str]:
     """``{spec as given: [s for every run]}`` for every spec, runs in file order.
 
-    A policy that raises on some run gets the error message instead of the list.
+    A policy that raises on some run gets the error message instead of the list. With
+    ``cache`` (a folder), the results are kept in ``CACHE/<sha1 of the file>.json`` and only
+    the specs not found there are replayed (a changed corpus file has another hash; a
+    changed rule needs the cache folder deleted).
     """
+    if cache is None:
+        return _replay_stops(path, specs, jobs)
+    digest = hashlib.sha1(Path(path).read_bytes()).hexdigest()[:16]
+    store = Path(cache) / f"{digest}.json"
+    known: dict[str, list[int] | str] = json.loads(store.read_text()) if store.exists() else {}
+    missing = [spec for spec in dict.fromkeys(specs) if spec not in known]
+    if missing:
+        known.update(_replay_stops(path, missing, jobs))
+        store.parent.mkdir(parents=True, exist_ok=True)
+        tmp = store.with_suffix(".tmp")
+        tmp.write_text(json.dumps(known))
+        tmp.replace(store)
+    return {spec: known[spec] for spec in specs}
+
+
+def _replay_stops(path: str, specs: Sequence[str], jobs: int) -> dict[str, list[int] | str]:
     if jobs <= 1:
         _init(path)
         return dict(_stops(spec) for spec in specs)

@@ -83,6 +83,20 @@ def test_auto_resolves_to_the_constant() -> None:
     assert parse_policy(" auto ") == parse_policy(AUTO_SPEC)
 
 
+def test_auto_prints_as_auto_and_round_trips() -> None:
+    auto = parse_policy("auto")
+    assert str(auto) == "auto"
+    assert repr(auto) == "parse_policy('auto')"
+    assert auto.expanded() == str(parse_policy(AUTO_SPEC))
+    assert parse_policy(str(auto)) == auto
+    assert str(parse_policy(AUTO_SPEC)) != "auto"  # written out, it stays written out
+
+
+def test_auto_name_is_checked() -> None:
+    with pytest.raises(ValueError, match=r"`name` must be None or 'auto', got 'fast'"):
+        Policy(name="fast")
+
+
 def test_patience_defaults_to_none_with_criteria_and_7_without() -> None:
     assert parse_policy("gl=2").patience is None
     assert parse_policy("ema=0.5").patience == 7
@@ -268,6 +282,8 @@ rules = st.one_of(
     st.builds(Rule, st.just("up"), st.integers(1, 9).map(float)),
     st.builds(Rule, st.just("plateau"), st.integers(3, 30).map(float)),
     st.builds(Rule, st.just("adaptive"), numbers),
+    st.builds(Rule, st.sampled_from(["trend", "rising"]), st.integers(4, 30).map(float)),
+    st.builds(Rule, st.sampled_from(["noise_delta", "budget"]), numbers),
 )
 terms = st.recursive(
     rules,
@@ -298,8 +314,14 @@ def policies(draw: st.DrawFn) -> Policy:
         median=draw(st.integers(1, 20)) if smoother == "median" else None,
         criteria=criteria,
         strip=draw(st.integers(1, 10)) if "'pq'" in names or "'up'" in names else 5,
-        confidence=draw(st.floats(0.51, 0.999)) if "'plateau'" in names else 0.95,
-        min_patience=draw(st.integers(1, 30)) if "'adaptive'" in names else 1,
+        confidence=draw(st.floats(0.51, 0.999))
+        if any(f"'{n}'" in names for n in ("plateau", "trend", "rising"))
+        else 0.95,
+        min_patience=draw(st.integers(1, 30))
+        if "'adaptive'" in names or "'budget'" in names
+        else 1,
+        noise_patience=draw(st.integers(1, 30)) if "'noise_delta'" in names else 10,
+        noise_window=draw(st.integers(4, 40)) if "'noise_delta'" in names else 20,
         min_lr=draw(st.floats(0.0, 0.1)) if hold else None,
         lr_factor=draw(st.floats(0.0, 0.99)) if hold else 0.1,
         lr_restart=draw(st.booleans()),

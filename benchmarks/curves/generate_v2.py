@@ -345,35 +345,68 @@ def sample_config(seed: int, group: int, with_mnist: bool) -> Config:
     if workload == "digits_cnn":
         variant = pick(["digits-c4", "digits-c8", "digits-c8-drop"])
         optimizer = pick(["sgd", "adam", "adamw"])
-        lr = pick({"sgd": [0.01, 0.03, 0.1], "adam": [0.001, 0.003, 0.01]}.get(optimizer, [0.001, 0.003]))
-        noise, batch, evals, every = pick([0.0, 0.1, 0.2, 0.3]), 128, pick([100, 120]), 0
+        lr = pick(
+            {"sgd": [0.01, 0.03, 0.1], "adam": [0.001, 0.003, 0.01]}.get(optimizer, [0.001, 0.003])
+        )
+        noise, batch, evals, every = (
+            pick([0.0, 0.1, 0.2, 0.3]),
+            128,
+            pick([100, 120]),
+            pick([0, 2, 2, 3]),
+        )
     elif workload == "mnist_cnn":
         variant = pick(["n1500-c4", "n3000-c4", "n1500-c8-drop", "n3000-c8"])
         optimizer = pick(["sgd", "adam", "adamw"])
-        lr = pick({"sgd": [0.01, 0.03, 0.1], "adam": [0.0005, 0.001, 0.003]}.get(optimizer, [0.001, 0.003]))
+        lr = pick(
+            {"sgd": [0.01, 0.03, 0.1], "adam": [0.0005, 0.001, 0.003]}.get(
+                optimizer, [0.001, 0.003]
+            )
+        )
         noise, batch = pick([0.0, 0.1, 0.2]), pick([32, 64])
-        evals, every = pick([100, 120]), pick([4, 6])
+        evals, every = pick([100, 120]), pick([2, 3])
     elif workload == "mnist1d_cnn":
         variant = pick(["n2000-j0.3-c8", "n2000-j0.5-c16", "n1000-j0.4-c8", "n1000-j0.4-c16"])
         optimizer = pick(["sgd", "adam", "adamw"])
-        lr = pick({"sgd": [0.01, 0.03, 0.1], "adam": [0.001, 0.003, 0.01]}.get(optimizer, [0.001, 0.003]))
+        lr = pick(
+            {"sgd": [0.01, 0.03, 0.1], "adam": [0.001, 0.003, 0.01]}.get(optimizer, [0.001, 0.003])
+        )
         noise, batch = pick([0.0, 0.1, 0.2]), 128
-        evals, every = pick([100, 150]), pick([0, 5, 5])
+        evals, every = pick([100, 150]), pick([0, 2, 3])
     elif workload == "modular":
         p = pick([31, 41])
-        variant = f"{pick(['mlp', 'mlp', 'tf'])}-p{p}-{pick(['add', 'sub'])}-f{pick([0.3, 0.4, 0.5])}"
+        variant = (
+            f"{pick(['mlp', 'mlp', 'tf'])}-p{p}-{pick(['add', 'sub'])}-f{pick([0.3, 0.4, 0.5])}"
+        )
         optimizer, lr = "adamw", pick([0.001, 0.003])
         schedule = pick(["constant", "constant", "warmup_cosine", "step"])
         noise, batch = 0.0, 0
-        evals, every = pick([200, 300, 400]), pick([3, 5])
+        evals, every = pick([200, 300, 400]), pick([2, 3, 5])
     else:  # finetune
-        variant = pick(["digits-c8-from04", "digits-c4-from04", "mnist1d-c8-j0.3to0.5", "mnist1d-c16-j0.2to0.5"])
+        variant = pick(
+            [
+                "digits-c8-from04",
+                "digits-c4-from04",
+                "mnist1d-c8-j0.3to0.5",
+                "mnist1d-c16-j0.2to0.5",
+            ]
+        )
         optimizer = pick(["sgd", "adam"])
         lr = pick({"sgd": [0.003, 0.01, 0.03], "adam": [0.0003, 0.001, 0.003]}[optimizer])
         noise, batch = pick([0.0, 0.1, 0.2]), 64
         evals, every = pick([100, 120]), 0
-    return Config(workload, variant, optimizer, float(lr), schedule, float(noise), int(batch),
-                  int(evals), int(every), 0, group)
+    return Config(
+        workload,
+        variant,
+        optimizer,
+        float(lr),
+        schedule,
+        float(noise),
+        int(batch),
+        int(evals),
+        int(every),
+        0,
+        group,
+    )
 
 
 def sample_configs(runs: int, seed: int, with_mnist: bool) -> list[Config]:
@@ -407,7 +440,7 @@ def load_splits(config: Config, mnist: Path) -> tuple[Split, Split, Split]:
     if v.startswith("digits"):  # fine-tune on 5-9 with few labels
         return digits_splits(config.seed, config.noise, (5, 6, 7, 8, 9), n_train=150)
     jitter = float(v.split("to")[1])
-    return mnist1d_splits(config.seed, config.noise, jitter, 300)
+    return mnist1d_splits(config.seed, config.noise, jitter, 200)
 
 
 def pretrain(config: Config, model: Any, mnist: Path) -> None:
@@ -417,10 +450,10 @@ def pretrain(config: Config, model: Any, mnist: Path) -> None:
 
     v = config.variant
     if v.startswith("digits"):
-        (x, y), _, _ = digits_splits(config.seed + 1, 0.0, (0, 1, 2, 3, 4), n_train=800)
+        (x, y), _, _ = digits_splits(config.seed + 1, 0.0, (0, 1, 2, 3, 4), n_train=500)
     else:
         jitter = float(v.split("-j")[1].split("to")[0])
-        (x, y), _, _ = mnist1d_splits(config.seed + 1, 0.0, jitter, 1500)
+        (x, y), _, _ = mnist1d_splits(config.seed + 1, 0.0, jitter, 1000)
     xt, yt = torch.as_tensor(x), torch.as_tensor(y)
     optimizer = torch.optim.Adam(model.parameters(), lr=0.003)
     for _ in range(10):
@@ -499,7 +532,9 @@ def train_run(config: Config, mnist: Path, record: Callable[..., None]) -> None:
 def run_rows(config: Config, mnist: Path) -> list[list[Any]]:
     rows: list[list[Any]] = []
     train_run(
-        config, mnist, lambda run, epoch, val, **m: rows.append([epoch, val, *(m[c] for c in COLUMNS)])
+        config,
+        mnist,
+        lambda run, epoch, val, **m: rows.append([epoch, val, *(m[c] for c in COLUMNS)]),
     )
     return rows
 
@@ -563,7 +598,9 @@ def main(argv: list[str] | None = None) -> int:
     with CurveRecorder(out, columns=COLUMNS) as recorder:
         for config, rows in zip(configs, results, strict=True):
             for epoch, val, *rest in rows:
-                recorder.record(config.name, int(epoch), val, **dict(zip(COLUMNS, rest)))
+                recorder.record(
+                    config.name, int(epoch), val, **dict(zip(COLUMNS, rest, strict=True))
+                )
     cpu = 0.0
     if cache is not None:
         cpu = sum(json.loads((cache / f"{c.key()}.json").read_text())["cpu_s"] for c in configs)
