@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from earlystop import Curve, Mode, Stopper, read_curves
+from earlystop import AUTO_SPEC, Curve, Mode, Stopper, read_curves
 from earlystop._cli.main import main
 from earlystop._replay.replay import (
     Outcome,
@@ -253,6 +253,15 @@ def test_cli_table_and_plot(
     assert out.splitlines()[3].split()[:3] == ["oracle", "3", "75.6"]
     assert "1 left out of the regret figures" in out
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cli_table_prints_auto_with_its_expansion_in_a_footer(
+    curves_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["replay", str(curves_file), "--policy", "auto"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[2].split()[0] == "auto"
+    assert lines[4] == f"auto = {AUTO_SPEC}"
 
 
 def test_cli_monitor_max_column(curves_file: Path, capsys: pytest.CaptureFixture[str]) -> None:

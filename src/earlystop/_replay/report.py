@@ -6,6 +6,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+from .._rules.policy import AUTO_SPEC
 from .replay import Summary
 from .tune import TuneResult
 
@@ -36,6 +37,8 @@ def format_table(summaries: Sequence[Summary], marks: dict[str, str] | None = No
             f"{_cell(100 * s.fail_rate, '7.1f')} {_cell(100 * s.mean_loss_regret, '13.2f')} "
             f"{_cell(100 * s.share_loss_over_1pct, '6.1f')}"
         )
+    if any(s.policy == "auto" for s in summaries):  # `auto` prints as auto; say what it is
+        lines.append(f"auto = {AUTO_SPEC}")
     return "\n".join(lines)
 
 
