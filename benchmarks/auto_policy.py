@@ -174,11 +174,17 @@ def no_worse(value: float, base: float) -> bool:
     return math.isnan(base) or (not math.isnan(value) and value <= base + 1e-12)
 
 
+def eligible(spec: str) -> bool:
+    """``auto`` must work without a budget: rules that need ``max_epochs`` are not eligible."""
+    return "budget=" not in spec
+
+
 def choose(table: Table, mask: np.ndarray, candidates: Sequence[str]) -> str:
-    """The cheapest candidate no worse than the baseline on the three quality figures."""
+    """The cheapest eligible candidate no worse than the baseline on the three quality
+    figures."""
     _, base_loss, base_share, base_fail = table.figures(BASELINE, mask)
     best: tuple[float, float, str] | None = None
-    for name in candidates:
+    for name in filter(eligible, candidates):
         cost, loss, share, fail = table.figures(name, mask)
         if no_worse(loss, base_loss) and no_worse(share, base_share) and no_worse(fail, base_fail):
             key = (cost, loss, name)
