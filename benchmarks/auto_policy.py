@@ -100,7 +100,32 @@ def new_candidates() -> list[str]:
     return specs
 
 
-CANDIDATES = list(dict.fromkeys([*frontier_candidates(), *new_candidates()]))
+def round_two_candidates() -> list[str]:
+    """Added after reading the v1 results (where ``patience=20,rising=20,confidence=0.99``
+    was chosen) and before corpus v2 was replayed: the over-fitting detector around it."""
+    specs = [
+        f"patience={p},rising={w},confidence={c}"
+        for p in (20, 25, 30, 40)
+        for w in (10, 15, 20, 30)
+        for c in (0.99, 0.999)
+    ]
+    specs += [
+        f"patience={p},any(rising=20,all(trend=15,adaptive=0.1)),min_patience={m},confidence=0.99"
+        for p in (20, 30)
+        for m in (6, 10)
+    ]
+    specs += [
+        f"patience={p},any(rising=20,noise_delta=1),noise_patience={k},confidence=0.99"
+        for p in (20, 30)
+        for k in (10, 15)
+    ]
+    specs += [f"ema=0.3,patience={p},rising=20,confidence=0.99" for p in (20, 30)]
+    return specs
+
+
+CANDIDATES = list(
+    dict.fromkeys([*frontier_candidates(), *new_candidates(), *round_two_candidates()])
+)
 QUICK = [
     BASELINE,
     "patience=5",
@@ -213,10 +238,15 @@ def bootstrap(
         rows.append(_weighted(table, chosen, sample))
     data = np.array(rows)
     names = ["gap", "d_loss", "d_share", "d_fail"]
-    return {
-        name: (float(np.nanpercentile(data[:, i], 2.5)), float(np.nanpercentile(data[:, i], 97.5)))
-        for i, name in enumerate(names)
-    }
+    result = {}
+    for i, name in enumerate(names):
+        column = data[:, i][~np.isnan(data[:, i])]
+        result[name] = (
+            (float(np.percentile(column, 2.5)), float(np.percentile(column, 97.5)))
+            if column.size
+            else (math.nan, math.nan)
+        )
+    return result
 
 
 def _weighted(table: Table, chosen: str, weight: np.ndarray) -> list[float]:
