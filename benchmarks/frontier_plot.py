@@ -38,7 +38,7 @@ def plot_frontier(table: Any, labels: Sequence[str], auto: str, baseline: str, p
         patience = [f"patience={p}" for p in range(1, 31) if f"patience={p}" in table.cost]
         xs, ys = zip(*(point(n) for n in patience), strict=True)
         axes.plot(xs, ys, "-o", color="tab:blue", ms=3, lw=1, label="patience 1-30")
-        for p in (1, 5, 10, 30):
+        for p in (1, 5, 30):
             if f"patience={p}" in table.cost:
                 axes.annotate(
                     f"p={p}",
@@ -64,7 +64,7 @@ def plot_frontier(table: Any, labels: Sequence[str], auto: str, baseline: str, p
         for name, text, colour, marker, offset in (
             ("oracle", "oracle", "black", "*", (6, 6)),
             (baseline, baseline, "tab:blue", "D", (6, -12)),
-            (auto, "auto", "tab:red", "*", (-30, 10)),
+            (auto, "auto", "tab:red", "*", (-25, 45)),
         ):
             x, y = point(name)
             axes.scatter([x], [y], s=120, color=colour, marker=marker, zorder=4)
@@ -76,6 +76,7 @@ def plot_frontier(table: Any, labels: Sequence[str], auto: str, baseline: str, p
                 fontsize=9,
                 color=colour,
                 weight="bold",
+                arrowprops={"arrowstyle": "-", "color": colour, "lw": 0.8},
             )
         axes.set_title(f"corpus {label}: {int(mask.sum())} runs")
         axes.set_xlabel("mean cost (% of the evaluation budget trained)")

@@ -40,23 +40,45 @@ def replay_stops(
     """``{spec as given: [s for every run]}`` for every spec, runs in file order.
 
     A policy that raises on some run gets the error message instead of the list. With
-    ``cache`` (a folder), the results are kept in ``CACHE/<sha1 of the file>.json`` and only
-    the specs not found there are replayed (a changed corpus file has another hash; a
-    changed rule needs the cache folder deleted).
+    ``cache`` (a folder), the stop of every (run, spec) is kept in ``CACHE/stops.json``,
+    keyed by a hash of the run's recorded values, so only new runs and new specs are
+    replayed (a changed rule needs the cache folder deleted).
     """
     if cache is None:
         return _replay_stops(path, specs, jobs)
-    digest = hashlib.sha1(Path(path).read_bytes()).hexdigest()[:16]
-    store = Path(cache) / f"{digest}.json"
-    known: dict[str, list[int] | str] = json.loads(store.read_text()) if store.exists() else {}
-    missing = [spec for spec in dict.fromkeys(specs) if spec not in known]
-    if missing:
-        known.update(_replay_stops(path, missing, jobs))
+    curves = read_curves(path)
+    keys = [_digest(curve) for curve in curves]
+    store = Path(cache) / "stops.json"
+    known: dict[str, dict[str, int | str]] = json.loads(store.read_text()) if store.exists() else {}
+    missing = [
+        (spec, [i for i, key in enumerate(keys) if spec not in known.get(key, {})])
+        for spec in dict.fromkeys(specs)
+    ]
+    todo = [(spec, rows) for spec, rows in missing if rows]
+    if todo:
+        for spec, rows in todo:
+            _, policy = load_policy(spec)
+            for i in rows:
+                try:
+                    value: int | str = stop_evaluation(policy, curves[i])
+                except ValueError as error:
+                    value = str(error)
+                known.setdefault(keys[i], {})[spec] = value
         store.parent.mkdir(parents=True, exist_ok=True)
         tmp = store.with_suffix(".tmp")
         tmp.write_text(json.dumps(known))
         tmp.replace(store)
-    return {spec: known[spec] for spec in specs}
+    result: dict[str, list[int] | str] = {}
+    for spec in specs:
+        stops = [known[key][spec] for key in keys]
+        errors = [s for s in stops if isinstance(s, str)]
+        result[spec] = errors[0] if errors else [int(s) for s in stops]
+    return result
+
+
+def _digest(curve: Curve) -> str:
+    payload = json.dumps([curve.run, curve.epochs, sorted(curve.columns.items())])
+    return hashlib.sha1(payload.encode()).hexdigest()[:20]
 
 
 def _replay_stops(path: str, specs: Sequence[str], jobs: int) -> dict[str, list[int] | str]:

@@ -374,11 +374,21 @@ def test_early_stopping_auto_uses_the_auto_spec() -> None:
 def test_early_stopping_auto_says_how_long_it_waits() -> None:
     lines: list[str] = []
     early_stopping = EarlyStopping(policy="auto", path=None, verbose=True, trace_func=lines.append)
-    # 3 warm-up evaluations, best at 4, then 12 without improvement: max(12, ceil(0.3 * 4))
-    decisions = [early_stopping(v) for v in [5.0, 4.0, 3.0, 1.0, *[2.0] * 12]]
-    assert [d.should_stop for d in decisions] == [False] * 15 + [True]
-    assert lines[:2] == [
-        "Validation metric improved (inf --> 1.000000).",
-        "EarlyStopping counter: 1 no fixed patience",
+    # best at 4, then a steady climb: the over-fitting detector stops well before patience 25
+    decisions = [
+        early_stopping(v) for v in [5.0, 4.0, 3.0, 1.0, *(1 + 0.01 * i for i in range(1, 14))]
     ]
-    assert lines[-1].startswith("EarlyStopping: stop at evaluation 16: criterion adaptive=0.3 (")
+    assert [d.should_stop for d in decisions] == [False] * 16 + [True]
+    assert lines[4:6] == [
+        "EarlyStopping counter: 1 out of 25",
+        "EarlyStopping counter: 2 out of 25",
+    ]
+    assert lines[-1] == (
+        "EarlyStopping: stop at evaluation 17: criterion rising=15 (worsening trend in the "
+        "last 15: Mann-Kendall z=3.81, Theil-Sen slope 0.01)"
+    )
+    # a flat tail (ties) is no trend: patience 25 stops it
+    flat = EarlyStopping(policy="auto", path=None)
+    decisions = [flat(v) for v in [5.0, 4.0, 3.0, 1.0, *[2.0] * 25]]
+    assert [d.should_stop for d in decisions].index(True) == 28
+    assert decisions[-1].reason == "patience"

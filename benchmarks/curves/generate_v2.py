@@ -374,13 +374,12 @@ def sample_config(seed: int, group: int, with_mnist: bool) -> Config:
         evals, every = pick([100, 150]), pick([0, 2, 3])
     elif workload == "modular":
         p = pick([31, 41])
-        variant = (
-            f"{pick(['mlp', 'mlp', 'tf'])}-p{p}-{pick(['add', 'sub'])}-f{pick([0.3, 0.4, 0.5])}"
-        )
-        optimizer, lr = "adamw", pick([0.001, 0.003])
+        arch = pick(["mlp", "mlp", "mlp", "tf"])
+        variant = f"{arch}-p{p}-{pick(['add', 'sub'])}-f{pick([0.4, 0.5, 0.6])}"
+        optimizer, lr = "adamw", (0.003 if arch == "tf" else pick([0.005, 0.01]))
         schedule = pick(["constant", "constant", "warmup_cosine", "step"])
         noise, batch = 0.0, 0
-        evals, every = pick([200, 300, 400]), pick([2, 3, 5])
+        evals, every = pick([200, 300]), pick([5, 8])
     else:  # finetune
         variant = pick(
             [
