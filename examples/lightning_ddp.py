@@ -22,7 +22,7 @@ import lightning.pytorch as pl
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from earlystop.integrations.lightning import EarlyStoppingCallback
+from earlystop.integrations.lightning import EarlyStopping
 
 LOSSES = {
     0: [1.0, 0.8, 0.7, 0.75, 0.76, 0.77, 0.78, 0.79],
@@ -56,7 +56,7 @@ def main() -> None:
     callback: Any = (
         pl.callbacks.EarlyStopping(monitor="val_loss", patience=2)
         if theirs
-        else EarlyStoppingCallback(monitor="val_loss", patience=2)
+        else EarlyStopping(monitor="val_loss", patience=2, restore_best_weights=True)
     )
     trainer = pl.Trainer(
         max_epochs=8, strategy="ddp", accelerator="cpu", devices=2, callbacks=[callback],
@@ -75,7 +75,7 @@ def main() -> None:
     decision = callback.last_decision
     reason = decision.reason if decision is not None else None
     print(
-        f"rank {trainer.global_rank}: stopped at epoch {callback.stopped_epoch} ({reason}), "
+        f"rank {trainer.global_rank}: stopped at epoch {callback.stopped_epoch + 1} ({reason}), "
         f"best epoch {callback.best_epoch}, restored weights of epoch {int(model.mark)}",
         flush=True,
     )

@@ -101,7 +101,7 @@ def test_seed_readme_loop_runs_unchanged(
     assert (es.best_epoch, es.stopped_epoch, es.counter) == (BEST_EPOCH, STOP_EPOCH, 7)
     assert epoch_of(model) == BEST_EPOCH
     out = capsys.readouterr().out
-    assert "Validation metric improved (inf --> 1.000000).  Saving model ..." in out
+    assert "Validation loss decreased (inf --> 1.000000).  Saving model ..." in out
     assert "EarlyStopping counter: 7 out of 7" in out
 
 
@@ -306,7 +306,7 @@ def test_verbose_false_prints_nothing_but_logs(
         train(es, Sentinel(), [1.0, 2.0])
     assert capsys.readouterr() == ("", "")
     assert [r.getMessage() for r in caplog.records] == [
-        "Validation metric improved (inf --> 1.000000).  Saving model ...",
+        "Validation loss decreased (inf --> 1.000000).  Saving model ...",
         "EarlyStopping counter: 1 out of 1",
         "EarlyStopping: stop at evaluation 2: no improvement for 1 evaluations (patience 1); "
         "best 1 at evaluation 1",
@@ -320,8 +320,8 @@ def test_verbose_sends_messages_to_trace_func(capsys: Any) -> None:
     train(es, Sentinel(), [1.0, 0.5, 0.75])
     assert capsys.readouterr() == ("", "")
     assert lines == [
-        "Validation metric improved (inf --> 1.000000).  Saving model ...",
-        "Validation metric improved (1.000000 --> 0.500000).  Saving model ...",
+        "Validation loss decreased (inf --> 1.000000).  Saving model ...",
+        "Validation loss decreased (1.000000 --> 0.500000).  Saving model ...",
         "EarlyStopping counter: 1 out of 1",
         "EarlyStopping: stop at evaluation 3: no improvement for 1 evaluations (patience 1); "
         "best 0.5 at evaluation 2",

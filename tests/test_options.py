@@ -114,7 +114,7 @@ def test_positional_arguments_follow_the_seed() -> None:
     es = EarlyStopping(3, True, 0.5, None, calls.append)
     assert (es.patience, es.verbose, es.delta, es.path) == (3, True, 0.5, None)
     es(1.0)
-    assert calls == ["Validation metric improved (inf --> 1.000000)."]
+    assert calls == ["Validation loss decreased (inf --> 1.000000)."]
 
 
 @pytest.mark.parametrize(

@@ -27,7 +27,13 @@ class Sentinel(torch.nn.Module):  # type: ignore[misc]
     def forward(self, x: Any, labels: Any = None) -> dict[str, Any]:
         if self.training:
             return {"loss": (self.layer(x) - labels).pow(2).mean()}
-        return {"loss": torch.tensor(LOSSES[int(self.mark) - 1])}
+        loss = LOSSES[int(self.mark) - 1]
+        return {"loss": torch.tensor(loss), "logits": torch.full((len(x), 1), 1.0 - loss)}
+
+
+def score(prediction: Any) -> dict[str, float]:
+    """``eval_score``: a higher-is-better metric, 1 - the scripted loss."""
+    return {"score": float(prediction.predictions.mean())}
 
 
 class MarkEpochs(transformers.TrainerCallback):  # type: ignore[misc]
@@ -50,18 +56,20 @@ def train(
 ) -> tuple[Any, Any]:
     model = Sentinel()
     args = transformers.TrainingArguments(
-        output_dir=str(tmp_path / "out"),
-        num_train_epochs=epochs,
-        per_device_train_batch_size=4,
-        per_device_eval_batch_size=4,
-        eval_strategy="epoch",
-        save_strategy=kwargs.pop("save_strategy", "no"),
-        logging_strategy="no",
-        report_to=[],
-        use_cpu=True,
-        disable_tqdm=True,
-        dataloader_num_workers=0,
-        **(arguments or {}),
+        **{
+            "output_dir": str(tmp_path / "out"),
+            "num_train_epochs": epochs,
+            "per_device_train_batch_size": 4,
+            "per_device_eval_batch_size": 4,
+            "eval_strategy": "epoch",
+            "save_strategy": kwargs.pop("save_strategy", "no"),
+            "logging_strategy": "no",
+            "report_to": [],
+            "use_cpu": True,
+            "disable_tqdm": True,
+            "dataloader_num_workers": 0,
+            **(arguments or {}),
+        }
     )
     trainer = transformers.Trainer(
         model=model,
@@ -69,6 +77,7 @@ def train(
         train_dataset=dataset(),
         eval_dataset=dataset(),
         callbacks=[callback, MarkEpochs()],
+        compute_metrics=score,
     )
     trainer.train(**kwargs)
     return trainer, model
@@ -126,6 +135,114 @@ def test_missing_monitor_lists_the_metrics(tmp_path: Path) -> None:
     with pytest.raises(
         KeyError,
         match=r"monitored metric 'eval_accuracy' is not in the evaluation metrics; "
-        r"logged keys: epoch, eval_loss, eval_runtime",
+        r"logged keys: epoch, eval_loss, eval_runtime, eval_samples_per_second, eval_score",
     ):
         train(callback, tmp_path)
+
+
+# -- HF's names and training arguments, against HF's own callback ---------------------------
+
+HF_ARGUMENTS = {"load_best_model_at_end": True, "save_strategy": "epoch"}
+SHARED = [
+    ("default-patience-1", {}, {"metric_for_best_model": "eval_loss"}),
+    ("patience-3", {"early_stopping_patience": 3}, {"metric_for_best_model": "loss"}),
+    ("greater-is-better", {"early_stopping_patience": 2}, {"metric_for_best_model": "score"}),
+    (
+        "threshold",
+        {"early_stopping_patience": 2, "early_stopping_threshold": 0.1},
+        {"metric_for_best_model": "eval_loss"},
+    ),
+    ("no-stop", {"early_stopping_patience": 9}, {"metric_for_best_model": "loss"}),
+]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "arguments"), [c[1:] for c in SHARED], ids=[c[0] for c in SHARED]
+)
+def test_same_stop_as_hfs_callback(
+    kwargs: dict[str, Any], arguments: dict[str, Any], tmp_path: Path
+) -> None:
+    runs = []
+    for cls in (transformers.EarlyStoppingCallback, EarlyStoppingCallback):
+        callback = cls(**kwargs)
+        extra = {**arguments, **HF_ARGUMENTS} if cls is not EarlyStoppingCallback else arguments
+        save = extra.pop("save_strategy", "no")
+        trainer, _ = train(callback, tmp_path / cls.__module__, arguments=extra, save_strategy=save)
+        runs.append((round(trainer.state.epoch), callback.early_stopping_patience_counter))
+    assert runs[1] == runs[0]
+
+
+def test_the_metric_and_direction_come_from_the_training_arguments(tmp_path: Path) -> None:
+    callback = EarlyStoppingCallback(early_stopping_patience=2)
+    trainer, model = train(callback, tmp_path, arguments={"metric_for_best_model": "score"})
+    assert (callback.monitor, callback.early_stopping.stopper.mode.value) == ("eval_score", "max")
+    assert (round(trainer.state.epoch), callback.best_epoch, float(model.mark)) == (4, 2, 2.0)
+    explicit = EarlyStoppingCallback(monitor="eval_loss", mode="max", patience=1)
+    train(explicit, tmp_path, epochs=2, arguments={"metric_for_best_model": "score"})
+    assert explicit.early_stopping.stopper.mode.value == "max"
+
+
+def test_hf_attributes_are_writable() -> None:
+    callback = EarlyStoppingCallback(early_stopping_patience=2)
+    callback.early_stopping_patience = 4
+    callback.early_stopping_threshold = 0.5
+    callback.early_stopping(1.0)
+    callback.early_stopping_patience_counter = 3
+    assert (callback.early_stopping.patience, callback.early_stopping.delta) == (4, 0.5)
+    assert callback.early_stopping(1.2).should_stop  # wait 4 >= 4
+
+
+def test_eval_strategy_no_is_refused(tmp_path: Path) -> None:
+    message = (
+        r"^EarlyStoppingCallback needs evaluations during training, but the "
+        r"TrainingArguments have eval_strategy='no'"
+    )
+    with pytest.raises(ValueError, match=message):
+        train(EarlyStoppingCallback(), tmp_path, arguments={"eval_strategy": "no"})
+
+
+def test_eval_steps_beyond_the_run_are_refused(tmp_path: Path) -> None:
+    # 10 epochs of 1 step: an evaluation every 50 steps would never happen
+    with pytest.raises(ValueError, match=r"eval_steps=50 is beyond the 10 training steps"):
+        train(
+            EarlyStoppingCallback(),
+            tmp_path,
+            arguments={"eval_strategy": "steps", "eval_steps": 50},
+        )
+    trainer, _ = train(  # every 2 steps: 0.8 at step 2, then 3 worse: stop at step 8
+        EarlyStoppingCallback(early_stopping_patience=3),
+        tmp_path,
+        arguments={"eval_strategy": "steps", "eval_steps": 2},
+    )
+    assert trainer.state.global_step == 8
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        (
+            {"early_stopping_patience": 2, "patience": 3},
+            r"^`patience` is earlystop's name for `early_stopping_patience`: give one of them",
+        ),
+        (
+            {"early_stopping_threshold": 0.1, "min_delta": 0.2},
+            r"^`min_delta` is earlystop's name for `early_stopping_threshold`",
+        ),
+        ({"early_stopping_patience": -1}, r"^`early_stopping_patience` must be an int >= 0"),
+        ({"early_stopping_threshold": -1.0}, r"^`early_stopping_threshold` must be a finite"),
+        ({"policy": "auto", "early_stopping_patience": 2}, r"^`policy` replaces the rule options"),
+    ],
+)
+def test_bad_arguments(kwargs: dict[str, Any], match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        EarlyStoppingCallback(**kwargs)
+
+
+def test_patience_0_stops_at_the_first_non_improvement_not_at_once(tmp_path: Path) -> None:
+    theirs = transformers.EarlyStoppingCallback(early_stopping_patience=0)
+    arguments = {"metric_for_best_model": "loss", "load_best_model_at_end": True}
+    trainer, _ = train(theirs, tmp_path / "hf", arguments=arguments, save_strategy="epoch")
+    assert round(trainer.state.epoch) == 1  # HF: counter 0 >= patience 0 at once
+    ours = EarlyStoppingCallback(early_stopping_patience=0)
+    trainer, _ = train(ours, tmp_path / "ours", arguments={"metric_for_best_model": "loss"})
+    assert round(trainer.state.epoch) == 3

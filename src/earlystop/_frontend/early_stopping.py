@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._core.decision import Decision
 from .._core.history import Criterion
-from .._core.options import Mode, NonFinite, check_delta
+from .._core.options import Mode, NonFinite, check_count, check_delta
 from .._core.protocols import Smoother
 from .._core.stopper import Stopper
 from .._rules.policy import Policy, check_max_epochs, stopper_from_policy
@@ -20,6 +20,7 @@ from .._weights.background import BackgroundWriter
 from .._weights.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .._weights.keeper import WeightsKeeper
 from .distributed import Agreement, DistributedSync
+from .seed_attributes import check_counter, check_flag, file_path, reference_value, user_path
 
 if TYPE_CHECKING:
     import torch
@@ -79,6 +80,23 @@ class EarlyStopping:
             (``budget=...``, see :class:`earlystop.BudgetPatience`); ``None``: unknown.
 
     Calling it returns the :class:`Decision`; it is truthy when training should stop.
+
+    As in the seed, every improvement calls :meth:`save_checkpoint` (a subclass may override
+    it to save differently), the seed's attributes (``counter``, ``early_stop``,
+    ``best_val_loss``, ``val_loss_min``, ``best_score``, ``patience``, ``delta``, ``path``)
+    can be written to reset or resume a run (docs/semantics.md gives the effect of each),
+    and the messages of the seed's events are the seed's lines.
+
+    >>> lines = []
+    >>> es = EarlyStopping(patience=1, path=None, verbose=True, trace_func=lines.append)
+    >>> _ = es(0.5), es(0.75)
+    >>> lines[:2]
+    ['Validation loss decreased (inf --> 0.500000).', 'EarlyStopping counter: 1 out of 1']
+    >>> es.early_stop, es.counter
+    (True, 1)
+    >>> es.counter, es.early_stop = 0, False  # the seed's way to go on
+    >>> es(0.75).should_stop, es.counter
+    (True, 1)
     """
 
     def __init__(
@@ -151,34 +169,76 @@ class EarlyStopping:
         self._writer = _background_writer(background, path)
         self.distributed = DistributedSync(distributed)
         self._last: Decision | None = None
+        self._baseline = self.stopper.baseline  # the option; a written reference replaces it
+        self._reference: float | None = None  # set by writing best_val_loss & co.
+        self._stop_flag: bool | None = None  # set by writing early_stop, until the next call
+        self._improvement: tuple[Decision, float | None, Mapping[str, Any] | None] | None = None
 
     # -- seed-compatible attributes ----------------------------------------------------
 
+    # Writable as in the seed; docs/semantics.md ("Writing the seed's attributes") gives
+    # the effect of each write on the core.
+
     @property
     def patience(self) -> int | None:
+        """Evaluations without improvement before stopping; writing it changes the rule."""
         return self.stopper.patience
+
+    @patience.setter
+    def patience(self, value: int | None) -> None:
+        self.stopper.patience = check_count("patience", value, allow_none=True)
 
     @property
     def delta(self) -> float:
-        """The seed's name for ``min_delta``."""
+        """The seed's name for ``min_delta``; writing it changes the margin."""
         return self.stopper.min_delta
 
+    @delta.setter
+    def delta(self, value: float) -> None:
+        self.stopper.min_delta = check_delta("delta", value)
+
     @property
-    def path(self) -> Path | None:
-        """The checkpoint file of the current fold, ``None`` when weights stay in memory."""
-        if self.path_template is None:
-            return None
-        return Path(str(self.path_template).replace("{fold}", str(self.fold)))
+    def path(self) -> str | os.PathLike[str] | None:
+        """The checkpoint file of the current fold, of the type given (``str`` stays ``str``),
+        ``None`` when weights stay in memory. Writing it sets the file of later saves."""
+        return user_path(self.path_template, self.fold)
+
+    @path.setter
+    def path(self, value: str | os.PathLike[str] | None) -> None:
+        self.path_template = _check_path(value)
+
+    @property
+    def _file(self) -> Path | None:
+        """:attr:`path` as a ``Path``, for reading and writing it."""
+        return file_path(self.path_template, self.fold)
 
     @property
     def early_stop(self) -> bool:
-        """Whether the latest evaluation says stop (False again after a later improvement)."""
+        """Whether the latest evaluation says stop (False again after a later improvement).
+
+        Writing it overrides that answer until the next call: ``early_stop = False``
+        clears a stop (patience still counts on), ``True`` asks to stop.
+        """
+        if self._stop_flag is not None:
+            return self._stop_flag
         return self._last is not None and self._last.should_stop
+
+    @early_stop.setter
+    def early_stop(self, value: bool) -> None:
+        self._stop_flag = check_flag("early_stop", value)
 
     @property
     def counter(self) -> int:
-        """Consecutive evaluations without improvement (the seed's name for ``wait``)."""
+        """Consecutive evaluations without improvement (the seed's name for ``wait``).
+
+        Writing it sets the wait that the next evaluation continues from: ``counter = 0``
+        gives the full patience again.
+        """
         return self.stopper.wait
+
+    @counter.setter
+    def counter(self, value: int) -> None:
+        self.stopper.wait = check_counter(value)
 
     @property
     def best_value(self) -> float | None:
@@ -187,22 +247,53 @@ class EarlyStopping:
 
     @property
     def best_val_loss(self) -> float | None:
-        """The seed's name for :attr:`best_value`."""
-        return self.stopper.kept_value
+        """The value to beat: the best so far, or one written here; ``None`` before either.
+
+        Writing a value sets the reference (see :attr:`val_loss_min`); ``None`` forgets it.
+        """
+        best = self.stopper.kept_value
+        return self._reference if best is None else best
+
+    @best_val_loss.setter
+    def best_val_loss(self, value: float | None) -> None:
+        self._set_reference("best_val_loss", value, score=False)
 
     @property
     def val_loss_min(self) -> float:
-        """The seed's attribute: the best value, ``inf`` before the first (``-inf`` in max mode)."""
-        best = self.stopper.kept_value
-        if best is None:
-            return math.inf * self.stopper.mode.sign
-        return best
+        """The seed's attribute: the value to beat, ``inf`` before any (``-inf`` in max mode).
+
+        Writing a finite value that is not the current best makes it the reference the next
+        improvement must beat (like ``baseline``); no evaluation holds it, so ``best_epoch``
+        is ``None`` until then. Writing ``inf`` (``-inf`` in max mode) or ``None`` forgets
+        the reference: the next finite value improves.
+        """
+        best = self.best_val_loss
+        return math.inf * self.stopper.mode.sign if best is None else best
+
+    @val_loss_min.setter
+    def val_loss_min(self, value: float | None) -> None:
+        self._set_reference("val_loss_min", value, score=False)
 
     @property
     def best_score(self) -> float | None:
-        """The best value as a higher-is-better score (``-best`` in min mode), as pytorchtools."""
-        best = self.stopper.kept_value
+        """The value to beat as a higher-is-better score (``-best`` in min mode), as
+        pytorchtools; writing it sets the reference as :attr:`val_loss_min` does."""
+        best = self.best_val_loss
         return None if best is None else -self.stopper.mode.sign * best
+
+    @best_score.setter
+    def best_score(self, value: float | None) -> None:
+        self._set_reference("best_score", value, score=True)
+
+    def _set_reference(self, name: str, value: Any, *, score: bool) -> None:
+        stopper = self.stopper
+        target = reference_value(name, value, stopper.mode.sign, score=score)
+        if target is not None and target == stopper.kept_value:
+            return  # already the best (a save_checkpoint override writing val_loss_min)
+        stopper.best_value = stopper.best_step = None
+        stopper._kept = None  # the raw best of a smoothed stopper
+        stopper.baseline = self._baseline if target is None else target
+        self._reference = target
 
     @property
     def best_epoch(self) -> int | None:
@@ -255,9 +346,10 @@ class EarlyStopping:
             )
         if self._writer is not None:
             self._writer.check()  # a failed background write is raised before recording
-        before = self.stopper.kept_value
+        before = self.best_val_loss
         decision = self.distributed.step(self.stopper, val_loss, metrics)
         self._last = decision
+        self._stop_flag = None
         if self.stopper.kept_step == decision.step:  # best raw value; = improved unsmoothed
             self._on_improvement(decision, before, model, extra_state)
         if (
@@ -280,9 +372,38 @@ class EarlyStopping:
         model: torch.nn.Module | None,
         extra_state: Mapping[str, Any] | None,
     ) -> None:
-        previous = math.inf * self.stopper.mode.sign if before is None else before
+        self._improvement = (decision, before, extra_state)
+        try:
+            self.save_checkpoint(decision.value, model)
+        finally:
+            self._improvement = None
+
+    def save_checkpoint(self, val_loss: float, model: torch.nn.Module | None) -> None:
+        """Keep the weights of ``model`` as the new best: called on every improvement.
+
+        As in the seed, a subclass that overrides it replaces the built-in saving (and its
+        "Validation loss decreased" message); ``super().save_checkpoint(val_loss, model)``
+        keeps both. With the built-in saving the weights are kept in memory and/or written
+        atomically to :attr:`path` (see the class). It is called by the evaluation only.
+
+        Args:
+            val_loss: the improving value, as a float.
+            model: the model passed to the call (``None`` when none was).
+
+        Raises:
+            RuntimeError: when called outside an evaluation.
+        """
+        if self._improvement is None:
+            raise RuntimeError(
+                "save_checkpoint() is called by EarlyStopping on an improvement; call the "
+                "EarlyStopping object with the value and the model instead"
+            )
+        decision, before, extra_state = self._improvement
+        sign = self.stopper.mode.sign
+        previous = math.inf * sign if before is None else before
+        change = "Validation loss decreased" if sign > 0 else "Validation metric increased"
         saving = "  Saving model ..." if model is not None else ""
-        self._say(f"Validation metric improved ({previous:.6f} --> {decision.value:.6f}).{saving}")
+        self._say(f"{change} ({previous:.6f} --> {val_loss:.6f}).{saving}")
         if model is None:
             return
         state = model.state_dict()
@@ -294,12 +415,12 @@ class EarlyStopping:
             error.decision = decision  # type: ignore[attr-defined]
             raise error
         writer = self.distributed.is_writer  # only rank 0 writes; the others keep in memory
-        if self._writer is not None and self.path is not None and writer:
-            self._writer.submit(self.path, state, decision.step, extra=extra_state)
+        if self._writer is not None and self._file is not None and writer:
+            self._writer.submit(self._file, state, decision.step, extra=extra_state)
             return  # snapshot now, write later
-        if self.path is None or self.restore_best_weights or not writer:
+        if self._file is None or self.restore_best_weights or not writer:
             self.keeper.snapshot(state, decision.step)
-        path = self.path
+        path = self._file
         if path is not None and writer:
             try:
                 save_checkpoint(path, state, extra=extra_state)
@@ -314,7 +435,7 @@ class EarlyStopping:
         if best is None:
             logger.warning("earlystop: nothing improved, so no best weights to restore")
             return
-        path = self.path
+        path = self._file
         if self._kept_in_memory() is None and (path is None or not path.is_file()):
             # e.g. resumed with path=None: the weights were in the memory of the old process
             logger.warning(
@@ -349,7 +470,7 @@ class EarlyStopping:
             return
         if self._writer is not None:
             self._writer.flush()
-        path = self.path
+        path = self._file
         if best is not None and path is not None and path.is_file():
             model.load_state_dict(load_checkpoint(path).state_dict, strict=True)
             return
@@ -381,20 +502,29 @@ class EarlyStopping:
         if self._writer is not None:
             self._writer.forget()
         self._last = None
+        self._stop_flag = None
+        self._reference = None
+        self.stopper.baseline = self._baseline
         self.fold += 1
         self.path_template = template
 
     def state_dict(self) -> dict[str, Any]:
         """Versioned, JSON-serializable state (no tensors): resume with :meth:`load_state_dict`."""
-        state = {
+        state: dict[str, Any] = {
             "format": _STATE_FORMAT,
             "version": _STATE_VERSION,
             "fold": self.fold,
             "stopper": self.stopper.state_dict(),
         }
+        stopper = state["stopper"]
+        counted = stopper["step"] - (stopper["best_step"] or 0)
+        if stopper["wait"] > counted:  # a `counter` written beyond the evaluations seen
+            state["counter"], stopper["wait"] = stopper["wait"], counted
         replicas = self.distributed.state_dict()  # only with distributed="any"/"all"
         if replicas is not None:
             state["distributed"] = replicas
+        if self._reference is not None:  # a reference written to val_loss_min & co.
+            state["reference"] = self._reference
         return state
 
     def load_state_dict(self, state: Any) -> None:
@@ -417,8 +547,16 @@ class EarlyStopping:
         fold = state["fold"]
         if isinstance(fold, bool) or not isinstance(fold, int) or fold < 0:
             raise ValueError(f"state entry `fold` must be an int >= 0, got {fold!r}")
+        sign = self.stopper.mode.sign
+        reference = reference_value("reference", state.get("reference"), sign, score=False)
+        counter = None if "counter" not in state else check_counter(state["counter"])
         self.stopper.load_state_dict(state["stopper"])
         self.distributed.load_state_dict(state.get("distributed"), self.stopper)
+        self._reference = reference
+        self.stopper.baseline = self._baseline if reference is None else reference
+        if counter is not None:
+            self.stopper.wait = counter
+        self._stop_flag = None
         self.fold = fold
         self.keeper.clear()
         if self._writer is not None:

@@ -78,19 +78,22 @@ def build_early_stopping(options: Mapping[str, Any], path: Any) -> EarlyStopping
 def restore_best(early_stopping: EarlyStopping, model: Any) -> int | None:
     """Load the best weights into ``model`` at the end of training; the step restored.
 
-    Returns ``None`` (and logs a warning) instead of raising when nothing improved, or
-    when the best weights were kept in the memory of an earlier process (a resumed run
-    without ``path``): the end of a training run is no place to crash.
+    Returns ``None`` instead of raising when nothing improved, or (with a
+    ``RuntimeWarning``) when the best weights were kept in the memory of an earlier
+    process (a resumed run without ``path``): the end of a training run is no place to
+    crash.
     """
     best = early_stopping.best_epoch
     if best is None:
         return None
-    keeper, path = early_stopping.keeper, early_stopping.path
+    keeper, path = early_stopping.keeper, early_stopping._file
     if keeper.step != best and (path is None or not path.is_file()):
-        logger.warning(
-            "earlystop: the best weights (evaluation %d) were kept by an earlier process; "
-            "give `path=` to restore them after a resume",
-            best,
+        warnings.warn(
+            f"earlystop: the best weights (evaluation {best}) were kept by an earlier process, "
+            "so the model keeps its current weights; give `path=` to restore them after a "
+            "resume",
+            RuntimeWarning,
+            stacklevel=2,
         )
         return None
     early_stopping.restore(model)
