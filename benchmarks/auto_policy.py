@@ -296,10 +296,11 @@ def part_row(
     ci = bootstrap(table, chosen, mask, draws)
     holds = all(no_worse(ours[i], base[i]) for i in (1, 2, 3))
     gap = gap_closed(table, chosen, mask)
+    gap_text = "-" if math.isnan(gap) else f"{fmt(gap, digits=0)}% {interval(ci['gap'], digits=0)}"
     return (
         f"| {label} | {int(mask.sum())} | {trained_on} | `{chosen}` | {fmt(oracle[0], digits=1)} / "
-        f"{fmt(base[0], digits=1)} / {fmt(ours[0], digits=1)} | {fmt(gap, digits=0)}% "
-        f"{interval(ci['gap'], digits=0)} | {fmt(base[1])} / {fmt(ours[1])} "
+        f"{fmt(base[0], digits=1)} / {fmt(ours[0], digits=1)} | {gap_text} "
+        f"| {fmt(base[1])} / {fmt(ours[1])} "
         f"({100 * (ours[1] - base[1]):+.2f} {interval(ci['d_loss'], digits=2)}) "
         f"| {fmt(base[2], digits=1)} / {fmt(ours[2], digits=1)} "
         f"({100 * (ours[2] - base[2]):+.1f} {interval(ci['d_share'])}) "

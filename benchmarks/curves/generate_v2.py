@@ -25,7 +25,7 @@ Workloads (the first part of every run name), all from local data:
   mnist1d with other noise); only the fine-tuning is recorded.
 
 Schedules: constant, step, plateau, warm-up + cosine, one-cycle, cosine with restarts.
-Budgets run from 100 to 1000 evaluations. Configurations are drawn from one master seed;
+Budgets run from 100 to 300 evaluations. Configurations are drawn from one master seed;
 each is trained with three seeds (consecutive runs). Configuration ``i`` depends only on
 ``(seed, i)``, so ``--runs N`` trains a prefix of ``--runs M`` for ``M > N``.
 
@@ -33,7 +33,7 @@ Each finished run is cached as one JSON file under ``--cache`` (default
 ``benchmarks/curves/.cache-v2/``, not committed), so an interrupted generation resumes where
 it stopped; the corpus file is written from the cache at the end::
 
-    python benchmarks/curves/generate_v2.py --runs 360 --seed 0
+    python benchmarks/curves/generate_v2.py --runs 237 --seed 0   # the committed corpus
 
 ``--quick`` trains five tiny runs (one per workload family) for a few evaluations, without
 a cache (a smoke test that takes seconds).
@@ -550,7 +550,7 @@ def quick_configs() -> list[Config]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runs", type=int, default=360, help="number of runs (default 360)")
+    parser.add_argument("--runs", type=int, default=237, help="number of runs (default 237)")
     parser.add_argument("--seed", type=int, default=0, help="master seed (default 0)")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "curves" / "corpus_v2.csv.gz"))
     parser.add_argument("--cache", default=str(ROOT / "benchmarks" / "curves" / ".cache-v2"))
