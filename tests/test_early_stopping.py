@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from earlystop import CheckpointError, Decision, EarlyStopping, load_checkpoint
+from earlystop import CheckpointError, Decision, EarlyStopping, LostWeightsWarning, load_checkpoint
 
 # validation losses: the best is epoch 4 (1-based); the rest never beat it by 0.001
 LOSSES = [1.0, 0.75, 0.5, 0.25, 0.2505, 0.3, 0.25, 0.4, 0.26, 0.5, 0.6, 0.7, 0.8, 0.9]
@@ -415,7 +415,11 @@ def test_resumed_in_memory_run_stops_without_crashing(caplog: pytest.LogCaptureF
     train(es, model, [1.0, 2.0])
     again = EarlyStopping(patience=2, path=None, restore_best_weights=True)
     again.load_state_dict(es.state_dict())
-    with caplog.at_level(logging.WARNING, logger="earlystop"):
+    loud = r"^earlystop: the best weights \(evaluation 1\) are not available, so the model "
+    with (
+        caplog.at_level(logging.WARNING, logger="earlystop"),
+        pytest.warns(LostWeightsWarning, match=loud + r"keeps its current weights; give a `path`"),
+    ):
         decisions = train(again, model, [3.0], start=3)
     assert decisions[-1].should_stop
     assert epoch_of(model) == 3  # kept its current weights

@@ -332,3 +332,25 @@ def test_the_seeds_improvement_line() -> None:
         "Validation loss decreased (1.000000 --> 0.500000).",
         "Validation metric increased (-inf --> 0.500000).  Saving model ...",
     ]
+
+
+def _raise(message: str) -> None:
+    raise RuntimeError(f"trace_func failed on {message!r}")
+
+
+def test_a_failed_call_after_a_write_puts_back_the_written_state() -> None:
+    """Rollback restores what the seed attributes set, not the last decision's figures."""
+    es = EarlyStopping(patience=3, path=None)
+    for value in (1.0, 1.1, 1.2):
+        es(value)
+    es.counter = 0
+    es.verbose, es.trace_func = True, _raise
+    with pytest.raises(RuntimeError, match="trace_func failed on 'EarlyStopping counter: 1"):
+        es(1.3)
+    assert (es.counter, es.stopper.step_count, es.best_epoch) == (0, 3, 1)
+    es.val_loss_min = 0.5
+    with pytest.raises(RuntimeError, match="trace_func failed on 'EarlyStopping counter: 1"):
+        es(0.7)
+    assert (es.val_loss_min, es.best_epoch, es.stopper.step_count) == (0.5, None, 3)
+    es.verbose = False
+    assert es(0.4).improved and es.best_epoch == 4

@@ -25,7 +25,7 @@ from ._core.options import Mode, NonFinite
 from ._core.protocols import Smoother
 from ._core.stopper import Stopper
 from ._core.values import to_float
-from ._frontend.distributed import Agreement, DistributedValueError
+from ._frontend.distributed import Agreement, DistributedValueError, RanksOutOfStepError
 from ._frontend.early_stopping import EarlyStopping
 from ._replay.curves import Curve, CurveRecorder, CurvesError, read_curves
 from ._replay.replay import Outcome, Summary, pareto_front, replay, replay_run, summarize
@@ -40,6 +40,7 @@ from ._rules.smoothing import EMA, MovingMean, MovingMedian
 from ._rules.trend import Rising, Trend, mann_kendall, theil_sen
 from ._weights.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
 from ._weights.keeper import WeightsKeeper
+from ._weights.lost import LostWeightsWarning
 
 __version__ = "0.1.0"
 
@@ -63,6 +64,7 @@ __all__ = [  # noqa: RUF022 (plain sorted order, pinned by tests/test_import.py)
     "EarlyStopping",
     "GL",
     "History",
+    "LostWeightsWarning",
     "Mode",
     "MovingMean",
     "MovingMedian",
@@ -72,6 +74,7 @@ __all__ = [  # noqa: RUF022 (plain sorted order, pinned by tests/test_import.py)
     "PQ",
     "Plateau",
     "Policy",
+    "RanksOutOfStepError",
     "Rising",
     "SchedulerAware",
     "Smoother",

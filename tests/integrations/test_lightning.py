@@ -21,6 +21,7 @@ from lightning.pytorch.callbacks import EarlyStopping as TheirEarlyStopping  # n
 from lightning.pytorch.callbacks.early_stopping import EarlyStoppingReason  # noqa: E402
 from lightning.pytorch.utilities.exceptions import MisconfigurationException  # noqa: E402
 
+from earlystop import LostWeightsWarning  # noqa: E402
 from earlystop.integrations.lightning import EarlyStopping  # noqa: E402
 
 pytestmark = [
@@ -356,7 +357,7 @@ def checkpoint_and_resume(tmp_path: Path, **kwargs: Any) -> tuple[Any, Any, Any,
 
 
 def test_checkpoints_carry_no_weights_unless_asked(tmp_path: Path) -> None:
-    with pytest.warns(RuntimeWarning, match=r"best weights \(evaluation 2\) were kept by an"):
+    with pytest.warns(LostWeightsWarning, match=r"best weights \(evaluation 2\) were kept by an"):
         resumed, trainer, model, last = checkpoint_and_resume(tmp_path)
     assert (trainer.current_epoch, resumed.stopped_epoch, resumed.best_epoch) == (5, 4, 2)
     assert float(model.mark) == 5.0  # the best of epoch 2 was in the first process's memory

@@ -212,9 +212,17 @@ def test_path_that_is_a_directory(tmp_path: Path, fmt: str) -> None:
     path = tmp_path / FILES[fmt]
     path.mkdir()
     (path / "inside.txt").write_text("keep me")
-    stopper = EarlyStopping(patience=3, path=path, trace_func=None)
     record("faults injected")
-    with pytest.raises(CheckpointError, match=re.escape(str(path)) + ".*Is a directory"):
+    with pytest.raises(ValueError, match=r"^`path` must name a regular file, got .*: it is a dir"):
+        EarlyStopping(patience=3, path=path, trace_func=None)
+    (path / "inside.txt").unlink()
+    path.rmdir()
+    stopper = EarlyStopping(patience=3, path=path, trace_func=None)
+    path.mkdir()  # appears after construction: refused at the write, never replaced
+    (path / "inside.txt").write_text("keep me")
+    with pytest.raises(
+        CheckpointError, match=re.escape(str(path)) + ": it is a directory, which a checkpoint"
+    ):
         stopper(1.0, sentinel_model(1))
     assert (path / "inside.txt").read_text() == "keep me"
     assert not stray_temporaries(path)

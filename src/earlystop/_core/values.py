@@ -112,5 +112,11 @@ def decode_float(value: object, name: str) -> float:
     if isinstance(value, str) and value in ("nan", "inf", "-inf"):
         return float(value)
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # a JSON integer such as 10**400
+            raise ValueError(
+                f"state entry `{name}` must be a number that fits in a float "
+                f"(|value| <= 1.8e308), got an integer of {len(str(abs(value)))} digits"
+            ) from None
     raise ValueError(f"state entry `{name}` must be a number, got {value!r}")

@@ -29,6 +29,17 @@ The rules (``EarlyStopping(distributed=...)``):
 
 Every rank must pass the same metric names (``es(loss, model, train_loss=...)``): the
 names are fingerprinted in each row, and a mismatch raises on every rank.
+
+Lock-step: each row also carries the evaluation number the rank is at and a fingerprint of
+its configuration (mode, agreement rule, patience, deltas, thresholds, criteria, smoothing,
+scheduler). Ranks configured differently, or one rank a call ahead (it made an extra call,
+or a call failed on one rank only and was rolled back there), raise
+:class:`RanksOutOfStepError` on every rank within that call, instead of pairing different
+evaluations or hanging in the next collective. A failed background write on the writing
+rank travels in the status flag too: rank 0 raises its :class:`CheckpointError`, the others
+a :class:`CheckpointError` naming rank 0, at the same call. What cannot be detected: a rank
+that makes no call at all (configured ``"local"`` while the others are not, or crashed):
+then the process group's ``timeout`` bounds the wait.
 """
 
 from __future__ import annotations
@@ -45,10 +56,21 @@ from typing import Any
 from .._core.decision import Decision
 from .._core.stopper import Stopper
 from .._core.values import to_float
+from .._weights.checkpoint import CheckpointError
 
-__all__ = ["Agreement", "DistributedSync", "DistributedValueError", "rank_and_world"]
+__all__ = [
+    "Agreement",
+    "DistributedSync",
+    "DistributedValueError",
+    "RanksOutOfStepError",
+    "rank_and_world",
+]
 
-_HEADER = 2  # status flag and metric-names fingerprint, before the value and the metrics
+#: status flag, metric-names fingerprint, configuration fingerprint, evaluation number,
+#: before the value and the metrics
+_HEADER = 4
+_BAD_VALUE = 1.0  # status: the value or a metric cannot be converted
+_FAILED = 2.0  # status: the rank failed before the collective (a background write)
 
 _STATE_FORMAT = "earlystop.DistributedSync"
 _STATE_VERSION = 1
@@ -68,6 +90,14 @@ class DistributedValueError(TypeError):
     """A rank gave a value or metric that is not a number, or other metric names.
 
     Raised on every rank at the same call, so that no rank is left waiting.
+    """
+
+
+class RanksOutOfStepError(RuntimeError):
+    """The ranks are not in lock-step: configured differently, or at different evaluations.
+
+    Raised on every rank at the same call (the call records nothing), so that no rank
+    pairs another's evaluation with its own or waits in the next collective.
     """
 
 
@@ -105,6 +135,12 @@ class DistributedSync:
             raise ValueError(f"`distributed` must be one of {choices}, got {rule!r}")
         self.replicas: list[Stopper] = []
         self.collectives = 0
+        self.fingerprint = 0.0
+
+    def configure(self, stopper: Stopper) -> None:
+        """Fingerprint the configuration that every rank must share (at construction)."""
+        text = f"{self.rule.value}|{_describe(stopper)}"
+        self.fingerprint = float(zlib.crc32(text.encode()))
 
     @property
     def active(self) -> bool:
@@ -121,32 +157,45 @@ class DistributedSync:
         for replica in self.replicas:
             replica.reset()
 
-    def step(self, stopper: Stopper, value: Any, metrics: Mapping[str, Any]) -> Decision:
+    def step(
+        self,
+        stopper: Stopper,
+        value: Any,
+        metrics: Mapping[str, Any],
+        *,
+        failure: BaseException | None = None,
+        path: Any = None,
+    ) -> Decision:
         """Record one evaluation of this rank and return the decision every rank shares.
+
+        Args:
+            stopper: this rank's stopper.
+            value: this rank's monitored value.
+            metrics: this rank's other values.
+            failure: an error this rank hit before the call (a failed background write):
+                it is announced in the collective and raised on every rank after it.
+            path: the checkpoint file, named by the error the other ranks raise then.
 
         Raises:
             DistributedValueError: on every rank, when any rank's value cannot be converted.
+            RanksOutOfStepError: on every rank, when the ranks are configured differently
+                or at different evaluations.
+            CheckpointError: on every rank, when a rank's background write failed.
             ValueError: on every rank, when the shared value is not finite and
                 ``on_nonfinite="raise"``.
         """
         if not self.active:
+            if failure is not None:
+                raise failure
             return stopper.step(value, **metrics)
         rank, world = rank_and_world()
         names = sorted(metrics)
         row, error = _local_row(value, metrics, names)
+        row[2], row[3] = self.fingerprint, float(stopper.step_count + 1)
+        if failure is not None:
+            row[0] = _FAILED
         table = self._exchange(row, rank, world)
-        failed = [r for r, numbers in enumerate(table) if numbers[0] != 0.0]
-        if failed:
-            message = (
-                f"rank(s) {', '.join(map(str, failed))} gave a monitored value or metric "
-                "that is not a real number; every rank stops here"
-            )
-            raise DistributedValueError(message) from error
-        if any(numbers[1] != table[0][1] for numbers in table):
-            raise DistributedValueError(
-                "the ranks gave different metric names (every rank must pass the same "
-                f"keyword metrics); this rank gave {names}"
-            )
+        _check_table(table, names, rank, failure, error, path)
         values = [numbers[_HEADER] for numbers in table]
         series = {
             name: [numbers[_HEADER + 1 + i] for numbers in table] for i, name in enumerate(names)
@@ -206,6 +255,12 @@ class DistributedSync:
         )
 
     def _ensure_replicas(self, stopper: Stopper, world: int) -> None:
+        if len(self.replicas) > world - 1:
+            raise RanksOutOfStepError(
+                f"the state of distributed={self.rule.value!r} was recorded on "
+                f"{len(self.replicas) + 1} ranks, but this group has {world}: resume it on "
+                "as many ranks (each rank's stopper is replicated on every rank)"
+            )
         while len(self.replicas) < world - 1:
             replica = copy.deepcopy(stopper)
             replica.reset()
@@ -224,14 +279,14 @@ class DistributedSync:
             "replicas": [replica.state_dict() for replica in self.replicas],
         }
 
-    def load_state_dict(self, state: Any, stopper: Stopper) -> None:
-        """Restore :meth:`state_dict` (``None`` forgets the replicas).
+    def check_state(self, state: Any) -> None:
+        """Validate :meth:`state_dict` output without loading it.
 
         Raises:
-            ValueError: when the state is not one from :meth:`state_dict` of the same rule.
+            ValueError: when the state is not one from :meth:`state_dict` of the same rule,
+                or was recorded on another number of ranks than the current group has.
         """
         if state is None:
-            self.replicas = []
             return
         if not isinstance(state, dict) or state.get("format") != _STATE_FORMAT:
             raise ValueError(f"state entry `distributed` must be a {_STATE_FORMAT} state")
@@ -248,10 +303,102 @@ class DistributedSync:
         replicas = state.get("replicas")
         if not isinstance(replicas, list):
             raise ValueError("state entry `distributed.replicas` must be a list")
+        if _initialized() and len(replicas) + 1 != rank_and_world()[1]:
+            raise ValueError(
+                f"state entry `distributed` was recorded on {len(replicas) + 1} ranks, but "
+                f"this group has {rank_and_world()[1]}: resume distributed={self.rule.value!r} "
+                "on as many ranks"
+            )
+
+    def load_state_dict(self, state: Any, stopper: Stopper) -> None:
+        """Restore :meth:`state_dict` (``None`` forgets the replicas).
+
+        Raises:
+            ValueError: see :meth:`check_state`.
+        """
+        self.check_state(state)
+        if state is None:
+            self.replicas = []
+            return
+        replicas = state["replicas"]
         self.replicas = []
         self._ensure_replicas(stopper, len(replicas) + 1)
         for replica, replica_state in zip(self.replicas, replicas, strict=True):
             replica.load_state_dict(replica_state)
+
+
+def _check_table(
+    table: list[list[float]],
+    names: list[str],
+    rank: int,
+    failure: BaseException | None,
+    error: Exception | None,
+    path: Any,
+) -> None:
+    """Raise, on every rank alike, what any row says is wrong."""
+    written = [r for r, numbers in enumerate(table) if numbers[0] == _FAILED]
+    if written:
+        if failure is not None:
+            raise failure
+        raise CheckpointError(
+            f"rank {written[0]}'s background checkpoint write failed (the error is raised "
+            "there); every rank stops at this evaluation",
+            path if path is not None else "",
+        )
+    failed = [r for r, numbers in enumerate(table) if numbers[0] != 0.0]
+    if failed:
+        message = (
+            f"rank(s) {', '.join(map(str, failed))} gave a monitored value or metric "
+            "that is not a real number; every rank stops here"
+        )
+        raise DistributedValueError(message) from error
+    configured = [r for r, numbers in enumerate(table) if numbers[2] != table[0][2]]
+    if configured:
+        raise RanksOutOfStepError(
+            f"rank(s) {', '.join(map(str, configured))} are configured differently from rank "
+            "0 (mode, distributed rule, patience, deltas, thresholds, criteria, smoothing or "
+            "scheduler differ); every rank must build EarlyStopping with the same options"
+        )
+    steps = [int(numbers[3]) for numbers in table]
+    if len(set(steps)) > 1:
+        at = ", ".join(f"rank {r}: {s}" for r, s in enumerate(steps))
+        raise RanksOutOfStepError(
+            f"the ranks are at different evaluations ({at}): one made a call the others did "
+            "not, or a call failed on one rank only; every rank must make every call"
+        )
+    if any(numbers[1] != table[0][1] for numbers in table):
+        raise DistributedValueError(
+            "the ranks gave different metric names (every rank must pass the same "
+            f"keyword metrics); this rank gave {names}"
+        )
+
+
+def _describe(stopper: Stopper) -> str:
+    """The configuration of ``stopper`` as text that is the same in every process."""
+    options = (
+        stopper.mode.value,
+        stopper.patience,
+        stopper.min_delta,
+        stopper.min_rel_delta,
+        stopper.baseline,
+        stopper.start_from_epoch,
+        stopper.stopping_threshold,
+        stopper.divergence_threshold,
+        stopper.on_nonfinite.value,
+    )
+    plugins = [*stopper.criteria, stopper.smoothing, stopper.scheduler]
+    return f"{options!r}|{'|'.join(_plugin(p) for p in plugins)}"
+
+
+def _plugin(plugin: Any) -> str:
+    """A criterion or smoother by its repr, or its type where the repr has an address."""
+    if plugin is None:
+        return "-"
+    text = repr(plugin)
+    if " at 0x" in text or " object at " in text:
+        kind = type(plugin)
+        return f"{kind.__module__}.{kind.__qualname__}"
+    return text
 
 
 def _initialized() -> bool:
@@ -280,9 +427,9 @@ def _local_row(
     fingerprint = float(zlib.crc32("\0".join(names).encode()))
     try:
         numbers = [to_float(value)] + [to_float(metrics[name], name) for name in names]
-    except (TypeError, ValueError) as exc:
-        return [1.0, fingerprint] + [math.nan] * (1 + len(names)), exc
-    return [0.0, fingerprint, *numbers], None
+    except Exception as exc:  # any failure to convert, e.g. a __float__ that raises
+        return [_BAD_VALUE, fingerprint, 0.0, 0.0] + [math.nan] * (1 + len(names)), exc
+    return [0.0, fingerprint, 0.0, 0.0, *numbers], None
 
 
 def _mean(values: list[float]) -> float:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import math
 import os
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -13,14 +15,18 @@ from .._core.decision import Decision
 from .._core.history import Criterion
 from .._core.options import Mode, NonFinite, check_count, check_delta
 from .._core.protocols import Smoother
+from .._core.rollback import mark
 from .._core.stopper import Stopper
 from .._rules.policy import Policy, check_max_epochs, stopper_from_policy
 from .._rules.scheduler import SchedulerAware
 from .._weights.background import BackgroundWriter
 from .._weights.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .._weights.keeper import WeightsKeeper
+from .._weights.lost import LostWeightsWarning
+from .._weights.paths import path_problem
 from .distributed import Agreement, DistributedSync
 from .seed_attributes import check_counter, check_flag, file_path, reference_value, user_path
+from .transaction import roll_back
 
 if TYPE_CHECKING:
     import torch
@@ -80,7 +86,6 @@ class EarlyStopping:
             (``budget=...``, see :class:`earlystop.BudgetPatience`); ``None``: unknown.
 
     Calling it returns the :class:`Decision`; it is truthy when training should stop.
-
     As in the seed, every improvement calls :meth:`save_checkpoint` (a subclass may override
     it to save differently), the seed's attributes (``counter``, ``early_stop``,
     ``best_val_loss``, ``val_loss_min``, ``best_score``, ``patience``, ``delta``, ``path``)
@@ -168,11 +173,15 @@ class EarlyStopping:
         self.keeper = WeightsKeeper()
         self._writer = _background_writer(background, path)
         self.distributed = DistributedSync(distributed)
+        self.distributed.configure(self.stopper)
         self._last: Decision | None = None
+        self._lost: str | None = None  # why the best weights are gone, when they are
+        self._kept_step: int | None = None  # the evaluation whose weights were last kept
         self._baseline = self.stopper.baseline  # the option; a written reference replaces it
         self._reference: float | None = None  # set by writing best_val_loss & co.
         self._stop_flag: bool | None = None  # set by writing early_stop, until the next call
         self._improvement: tuple[Decision, float | None, Mapping[str, Any] | None] | None = None
+        self._deferred: CheckpointError | None = None  # a failed write after the commit
 
     # -- seed-compatible attributes ----------------------------------------------------
 
@@ -344,14 +353,52 @@ class EarlyStopping:
                 "`extra_state` must be a mapping of names to state, got "
                 f"{type(extra_state).__name__}"
             )
-        if self._writer is not None:
-            self._writer.check()  # a failed background write is raised before recording
+        writer = self._writer
+        failure: BaseException | None = None
+        if writer is not None:
+            try:
+                writer.check()  # a failed background write is raised before recording
+            except CheckpointError as exc:
+                if not self.distributed.active:
+                    raise
+                failure = exc  # raised on every rank by the collective, so none waits
+        stopper = self.stopper
+        # what to put back if anything below raises (a few attribute reads)
+        saved = mark(stopper), self._last, self.keeper.step
+        stop_flag = self._stop_flag
+        others = self.distributed.replicas
+        replicas = [mark(replica) for replica in others] if others else ()
         before = self.best_val_loss
-        decision = self.distributed.step(self.stopper, val_loss, metrics)
-        self._last = decision
-        self._stop_flag = None
-        if self.stopper.kept_step == decision.step:  # best raw value; = improved unsmoothed
-            self._on_improvement(decision, before, model, extra_state)
+        error = None
+        try:
+            if failure is None:
+                decision = self.distributed.step(stopper, val_loss, metrics)
+            else:
+                decision = self.distributed.step(
+                    stopper, val_loss, metrics, failure=failure, path=self._file
+                )
+            self._last = decision
+            self._stop_flag = None
+            if stopper.kept_step == decision.step:  # best raw value; = improved unsmoothed
+                self._announce(decision)  # (only with smoothing or a stop: before the commit)
+                error = self._on_improvement(decision, before, model, extra_state)
+            elif decision.should_stop or (
+                decision.step > stopper.start_from_epoch
+                and self._listening()  # the hot path: format nothing nobody reads
+            ):
+                self._announce(decision)
+        except BaseException as exc:
+            self._stop_flag = stop_flag
+            roll_back(self, saved, replicas, exc)
+            raise
+        if error is not None:  # committed: the weights are in memory, the file is stale
+            raise error
+        if decision.should_stop and self.restore_best_weights and model is not None:
+            self._restore_on_stop(model)
+        return decision
+
+    def _announce(self, decision: Decision) -> None:
+        """Say what the call decided, other than an improvement (saying may raise)."""
         if (
             not decision.improved
             and decision.step > self.stopper.start_from_epoch
@@ -361,9 +408,6 @@ class EarlyStopping:
             self._say(f"EarlyStopping counter: {decision.wait} {limit}")
         if decision.should_stop:
             self._say(f"EarlyStopping: stop at evaluation {decision.step}: {decision.detail}")
-            if self.restore_best_weights and model is not None:
-                self._restore_on_stop(model)
-        return decision
 
     def _on_improvement(
         self,
@@ -371,12 +415,17 @@ class EarlyStopping:
         before: float | None,
         model: torch.nn.Module | None,
         extra_state: Mapping[str, Any] | None,
-    ) -> None:
+    ) -> CheckpointError | None:
+        """Call :meth:`save_checkpoint`; the error of a file write that failed after the
+        weights were kept in memory (the call is committed; it raises after)."""
         self._improvement = (decision, before, extra_state)
+        self._deferred = None
         try:
             self.save_checkpoint(decision.value, model)
         finally:
             self._improvement = None
+        error, self._deferred = self._deferred, None
+        return error
 
     def save_checkpoint(self, val_loss: float, model: torch.nn.Module | None) -> None:
         """Keep the weights of ``model`` as the new best: called on every improvement.
@@ -384,7 +433,8 @@ class EarlyStopping:
         As in the seed, a subclass that overrides it replaces the built-in saving (and its
         "Validation loss decreased" message); ``super().save_checkpoint(val_loss, model)``
         keeps both. With the built-in saving the weights are kept in memory and/or written
-        atomically to :attr:`path` (see the class). It is called by the evaluation only.
+        atomically to :attr:`path` (see the class). It is called by the evaluation only;
+        an exception raised in it (or in an override) rolls the whole call back.
 
         Args:
             val_loss: the improving value, as a float.
@@ -399,52 +449,84 @@ class EarlyStopping:
                 "EarlyStopping object with the value and the model instead"
             )
         decision, before, extra_state = self._improvement
+        keep = self._prepare_keep(decision, model, extra_state)
         sign = self.stopper.mode.sign
         previous = math.inf * sign if before is None else before
         change = "Validation loss decreased" if sign > 0 else "Validation metric increased"
-        saving = "  Saving model ..." if model is not None else ""
-        self._say(f"{change} ({previous:.6f} --> {val_loss:.6f}).{saving}")
+        saving = "  Saving model ..." if keep is not None else ""
+        self._say(f"{change} ({previous:.6f} --> {val_loss:.6f}).{saving}")  # may raise
+        if keep is not None:
+            self._deferred = self._keep(decision, keep, extra_state)  # the commit point
+
+    def _prepare_keep(
+        self,
+        decision: Decision,
+        model: torch.nn.Module | None,
+        extra_state: Mapping[str, Any] | None,
+    ) -> dict[str, Any] | None:
+        """The weights to keep at an improvement, checked before anything is kept."""
         if model is None:
-            return
-        state = model.state_dict()
+            return None
+        state: dict[str, Any] = model.state_dict()
         meta = [name for name, value in state.items() if getattr(value, "is_meta", False)]
         if meta:
-            error = ValueError(
+            raise ValueError(
                 f"`model` has tensors on the meta device, which hold no weights to keep: {meta}"
             )
-            error.decision = decision  # type: ignore[attr-defined]
-            raise error
+        return state
+
+    def _keep(
+        self, decision: Decision, state: dict[str, Any], extra_state: Mapping[str, Any] | None
+    ) -> CheckpointError | None:
+        """Keep the weights of the improvement: the commit point of a call.
+
+        Returns the error of a failed file write after keeping the weights in memory
+        instead (the call is then committed and the error raised after it).
+        """
         writer = self.distributed.is_writer  # only rank 0 writes; the others keep in memory
-        if self._writer is not None and self._file is not None and writer:
-            self._writer.submit(self._file, state, decision.step, extra=extra_state)
-            return  # snapshot now, write later
-        if self._file is None or self.restore_best_weights or not writer:
-            self.keeper.snapshot(state, decision.step)
         path = self._file
+        if self._writer is not None and path is not None and writer:
+            self._writer.submit(path, state, decision.step, extra=extra_state, fold=self.fold)
+            self._lost, self._kept_step = None, decision.step
+            return None  # snapshot now, write later
+        if path is None or self.restore_best_weights or not writer:
+            self.keeper.snapshot(state, decision.step)
+        error = None
         if path is not None and writer:
             try:
-                save_checkpoint(path, state, extra=extra_state)
+                save_checkpoint(path, state, extra=extra_state, step=decision.step, fold=self.fold)
             except CheckpointError as exc:
                 exc.decision = decision  # type: ignore[attr-defined]
                 if self.keeper.step != decision.step:  # the file is stale: keep them in memory
                     self.keeper.snapshot(state, decision.step)
-                raise
+                error = exc
+        self._lost, self._kept_step = None, decision.step
+        return error
 
     def _restore_on_stop(self, model: torch.nn.Module) -> None:
         best = self.stopper.kept_step
         if best is None:
             logger.warning("earlystop: nothing improved, so no best weights to restore")
             return
-        path = self._file
-        if self._kept_in_memory() is None and (path is None or not path.is_file()):
-            # e.g. resumed with path=None: the weights were in the memory of the old process
-            logger.warning(
-                "earlystop: the best weights (evaluation %d) are not available, so the model "
-                "keeps its current weights; give a `path` to keep them across restarts",
-                best,
+        try:
+            self.restore(model)
+        except (_NoBestWeights, CheckpointError) as exc:  # not the model's own load errors
+            if self._kept_in_memory() is not None:
+                raise
+            # e.g. resumed with path=None (the weights were in the memory of the old
+            # process), or the file lags: the end of training is no place to crash
+            cause = (
+                "give a `path` to keep them across restarts"
+                if self._file is None and self._lost is None
+                else str(exc)
             )
+            message = (
+                f"earlystop: the best weights (evaluation {best}) are not available, so the "
+                f"model keeps its current weights; {cause}"
+            )
+            logger.warning("%s", message)
+            warnings.warn(message, LostWeightsWarning, stacklevel=3)
             return
-        self.restore(model)
         self._say(f"EarlyStopping: restored the weights of evaluation {self.stopper.kept_step}")
 
     def _kept_in_memory(self) -> WeightsKeeper | None:
@@ -459,9 +541,15 @@ class EarlyStopping:
     def restore(self, model: torch.nn.Module) -> None:
         """Load the best weights into ``model``, from memory or else from ``path``.
 
+        Whenever :attr:`best_epoch` is ``k``, this loads exactly the weights of evaluation
+        ``k`` or raises: a file that holds another evaluation (it lags the best, e.g. a
+        background write lost in a crash, or another run wrote it) is refused, never loaded
+        as the best. Files written before earlystop recorded evaluations are loaded as is.
+
         Raises:
-            RuntimeError: when no best weights are available.
-            CheckpointError: when the checkpoint file cannot be read.
+            RuntimeError: when no best weights are available, saying why.
+            CheckpointError: when the checkpoint file cannot be read, or holds the weights
+                of another evaluation or fold than the best.
         """
         best = self.stopper.kept_step
         kept = self._kept_in_memory()
@@ -472,9 +560,25 @@ class EarlyStopping:
             self._writer.flush()
         path = self._file
         if best is not None and path is not None and path.is_file():
-            model.load_state_dict(load_checkpoint(path).state_dict, strict=True)
+            checkpoint = load_checkpoint(path)
+            lag = _lag(checkpoint.step, checkpoint.fold, best, self.fold)
+            if lag is not None:
+                raise CheckpointError(
+                    f"checkpoint {path} holds {lag}, not the best evaluation {best} of fold "
+                    f"{self.fold}, so it is not loaded: the write of the best was lost (a "
+                    "crash before a background write finished, an interrupted call) or "
+                    "another run wrote this file",
+                    path,
+                )
+            model.load_state_dict(checkpoint.state_dict, strict=True)
             return
-        raise RuntimeError(
+        raise _NoBestWeights(self._unavailable(best))
+
+    def _unavailable(self, best: int | None) -> str:
+        """Why :meth:`restore` has no best weights to load."""
+        if best is not None and self._lost is not None:
+            return f"the best weights (evaluation {best}) are lost: {self._lost}"
+        return (
             "no best weights to restore: pass the model to every call, and either keep "
             "them in memory (path=None or restore_best_weights=True) or give a `path`"
         )
@@ -502,6 +606,7 @@ class EarlyStopping:
         if self._writer is not None:
             self._writer.forget()
         self._last = None
+        self._lost = self._kept_step = None
         self._stop_flag = None
         self._reference = None
         self.stopper.baseline = self._baseline
@@ -509,7 +614,22 @@ class EarlyStopping:
         self.path_template = template
 
     def state_dict(self) -> dict[str, Any]:
-        """Versioned, JSON-serializable state (no tensors): resume with :meth:`load_state_dict`."""
+        """Versioned, JSON-serializable state (no tensors): resume with :meth:`load_state_dict`.
+
+        What a resumed run can expect of the weights: the state holds no weights, only
+        which evaluation is the best (``stopper.best_step``, with smoothing the kept step)
+        and the fold. After :meth:`load_state_dict`, :meth:`restore` reads ``path``, and
+        every file earlystop writes records the evaluation and fold it holds: if the file
+        holds another one than the best (the state was saved after an improvement whose
+        file never reached the disk, as with ``background=True`` and a crash before
+        :meth:`flush`), :meth:`restore` raises :class:`CheckpointError` saying so instead
+        of loading an older best, and ``restore_best_weights`` at the stop warns
+        (:class:`LostWeightsWarning`). To make the state and the file agree, call
+        :meth:`flush` before saving the state (or save both with ``save_checkpoint(...,
+        stopper=es.state_dict())``). ``"weights"`` records where they were kept when the
+        state was taken: ``"file"`` (path and the evaluation last handed to it),
+        ``"memory"`` (lost with the process) or ``"none"``.
+        """
         state: dict[str, Any] = {
             "format": _STATE_FORMAT,
             "version": _STATE_VERSION,
@@ -525,7 +645,18 @@ class EarlyStopping:
             state["distributed"] = replicas
         if self._reference is not None:  # a reference written to val_loss_min & co.
             state["reference"] = self._reference
+        state["weights"] = self._weights_record()
         return state
+
+    def _weights_record(self) -> dict[str, Any]:
+        """Where the best weights were when the state was taken (informative, not loaded)."""
+        best = self.stopper.kept_step
+        path = self._file
+        if best is None:
+            return {"kept": "none", "path": None, "step": None}
+        if path is not None:
+            return {"kept": "file", "path": str(path), "step": best}
+        return {"kept": "memory" if self._kept_in_memory() else "none", "path": None, "step": best}
 
     def load_state_dict(self, state: Any) -> None:
         """Restore :meth:`state_dict`; later decisions are those of the uninterrupted run.
@@ -550,14 +681,22 @@ class EarlyStopping:
         sign = self.stopper.mode.sign
         reference = reference_value("reference", state.get("reference"), sign, score=False)
         counter = None if "counter" not in state else check_counter(state["counter"])
-        self.stopper.load_state_dict(state["stopper"])
-        self.distributed.load_state_dict(state.get("distributed"), self.stopper)
+        self.distributed.check_state(state.get("distributed"))  # before replacing anything
+        previous = self.stopper.state_dict(), self.distributed.replicas
+        try:
+            self.stopper.load_state_dict(state["stopper"])
+            self.distributed.load_state_dict(state.get("distributed"), self.stopper)
+        except BaseException:
+            self.stopper.load_state_dict(previous[0])  # all or nothing
+            self.distributed.replicas = previous[1]
+            raise
         self._reference = reference
         self.stopper.baseline = self._baseline if reference is None else reference
         if counter is not None:
             self.stopper.wait = counter
         self._stop_flag = None
         self.fold = fold
+        self._lost = self._kept_step = None
         self.keeper.clear()
         if self._writer is not None:
             self._writer.forget()
@@ -589,12 +728,37 @@ class EarlyStopping:
         return f"EarlyStopping({self.stopper!r}, path={self.path_template!r})"
 
 
+class _NoBestWeights(RuntimeError):
+    """:meth:`EarlyStopping.restore` has no best weights to load (a plain RuntimeError to
+    callers; the stop's ``restore_best_weights`` turns it into a warning)."""
+
+
 def _check_path(path: Any) -> str | os.PathLike[str] | None:
-    if path is None or isinstance(path, (str, os.PathLike)):
-        if isinstance(path, str) and not path:
-            raise ValueError("`path` must be a file path or None, got ''")
-        return path
-    raise ValueError(f"`path` must be a file path (str or PathLike) or None, got {path!r}")
+    if path is None:
+        return None
+    if not isinstance(path, (str, os.PathLike)) or isinstance(os.fspath(path), bytes):
+        raise ValueError(f"`path` must be a file path (str or PathLike) or None, got {path!r}")
+    if not os.fspath(path):
+        raise ValueError("`path` must be a file path or None, got ''")
+    text = str(os.fspath(path))
+    problem = path_problem(text.replace("{fold}", "0"))
+    if problem is not None:
+        raise ValueError(f"`path` must name a regular file, got {text!r}: {problem}")
+    if text.endswith(".safetensors") and importlib.util.find_spec("safetensors") is None:
+        raise ValueError(
+            f"`path` {text!r} selects the safetensors format, but the safetensors "
+            "package is not installed: pip install 'earlystop[safetensors]' (or use a .pt path)"
+        )
+    return path
+
+
+def _lag(step: int | None, fold: int | None, best: int, current_fold: int) -> str | None:
+    """What a checkpoint holds instead of the best evaluation (``None`` when it is the best)."""
+    if step is None:
+        return None  # written without a record (another tool, an earlier version)
+    if step != best or (fold is not None and fold != current_fold):
+        return f"evaluation {step} of fold {fold}"
+    return None
 
 
 def _background_writer(background: Any, path: Any) -> BackgroundWriter | None:

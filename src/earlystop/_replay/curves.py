@@ -26,7 +26,8 @@ import gzip
 import io
 import math
 import os
-from collections.abc import Iterable, Sequence
+import zlib
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -46,6 +47,12 @@ __all__ = [
 
 REQUIRED_COLUMNS: tuple[str, ...] = ("run", "epoch", "val_loss")
 OPTIONAL_COLUMNS: tuple[str, ...] = ("train_loss", "test_loss", "val_acc", "test_acc", "lr")
+
+#: The longest line and the longest cell :func:`read_curves` accepts (characters): a file
+#: is read line by line within these bounds, so a hostile one (``/dev/zero``, one endless
+#: line) is refused with a :class:`CurvesError` instead of filling the memory.
+MAX_LINE = 1 << 20
+MAX_FIELD = 1 << 17
 
 
 class CurvesError(ValueError):
@@ -104,20 +111,48 @@ def read_curves(path: str | os.PathLike[str]) -> list[Curve]:
 
     Raises:
         CurvesError: for a missing required column, a non-numeric cell, a duplicate or
-            an unsorted epoch within a run, a row with the wrong number of cells, or an
-            empty file; the message is ``FILE:LINE: ...`` naming the column.
-        OSError: when the file cannot be read.
+            an unsorted epoch within a run, a row with the wrong number of cells, an
+            empty file, a line longer than :data:`MAX_LINE` or a cell longer than
+            :data:`MAX_FIELD` characters, or damaged compression or text; the message is
+            ``FILE:LINE: ...`` naming the column where there is one.
+        OSError: when the file cannot be opened.
     """
     file = Path(path)
-    try:
-        with _open_text(file, "r") as handle:
-            return _parse(file, handle)
-    except (gzip.BadGzipFile, UnicodeDecodeError, EOFError) as error:
-        raise CurvesError(f"{file}: cannot be decoded as a curves file ({error})") from None
+    lines = _Lines(file)
+    with _open_text(file, "r") as handle:
+        try:
+            return _parse(file, csv.reader(lines.read(handle)))
+        except csv.Error as error:
+            raise CurvesError(f"{file}:{lines.count}: not a valid CSV line ({error})") from None
+        except (gzip.BadGzipFile, zlib.error, UnicodeDecodeError, EOFError) as error:
+            raise CurvesError(
+                f"{file}:{lines.count + 1}: cannot be decoded as a curves file "
+                f"({type(error).__name__}: {error})"
+            ) from None
 
 
-def _parse(file: Path, handle: IO[str]) -> list[Curve]:
-    reader = csv.reader(handle)
+class _Lines:
+    """The physical lines of a file, each at most :data:`MAX_LINE` characters, counted."""
+
+    def __init__(self, file: Path) -> None:
+        self.file = file
+        self.count = 0
+
+    def read(self, handle: IO[str]) -> Iterator[str]:
+        while True:
+            line = handle.readline(MAX_LINE + 1)
+            if not line:
+                return
+            self.count += 1
+            if len(line) > MAX_LINE:
+                raise CurvesError(
+                    f"{self.file}:{self.count}: line longer than {MAX_LINE} characters; "
+                    "not a curves file"
+                )
+            yield line
+
+
+def _parse(file: Path, reader: Any) -> list[Curve]:
     header = next(reader, None)
     if not header:
         raise CurvesError(f"{file}:1: empty file; expected a header with run, epoch, val_loss")
@@ -137,6 +172,8 @@ def _parse(file: Path, handle: IO[str]) -> list[Curve]:
         line = reader.line_num
         if not row:
             continue
+        if any(len(cell) > MAX_FIELD for cell in row):
+            raise CurvesError(f"{file}:{line}: a cell is longer than {MAX_FIELD} characters")
         if len(row) != len(header):
             raise CurvesError(
                 f"{file}:{line}: expected {len(header)} cells as in the header, got {len(row)}"

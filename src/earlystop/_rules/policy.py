@@ -433,9 +433,18 @@ def _split(text: str, spec: str) -> list[str]:
     return items
 
 
-def _parse_term(item: str, spec: str) -> Term | None:
+#: How deep ``any(...)``/``all(...)`` may nest: deeper is refused with a ValueError (a
+#: SPEC nested hundreds deep would otherwise exhaust the interpreter's recursion limit).
+MAX_DEPTH = 32
+
+
+def _parse_term(item: str, spec: str, depth: int = 0) -> Term | None:
     """A criterion or group item, ``None`` when ``item`` is a plain option."""
     head = item.split("(", 1)[0].strip()
+    if "(" in item and depth >= MAX_DEPTH:
+        raise ValueError(
+            f"policy {_short(spec)} nests any(...)/all(...) more than {MAX_DEPTH} deep"
+        )
     if "(" in item:
         if head not in _GROUPS or not item.endswith(")"):
             raise ValueError(
@@ -446,7 +455,7 @@ def _parse_term(item: str, spec: str) -> Term | None:
             raise ValueError(f"empty group {item!r} in policy {spec!r}")
         members: list[Term] = []
         for member in _split(inner, spec):
-            term = _parse_term(member, spec)
+            term = _parse_term(member, spec, depth + 1)
             if term is None:
                 key = member.split("=", 1)[0].strip()
                 raise ValueError(
@@ -467,6 +476,11 @@ def _parse_term(item: str, spec: str) -> Term | None:
             f"got {value!r} in {spec!r}"
         ) from None
     return Rule(key, number)
+
+
+def _short(spec: str) -> str:
+    """``spec`` quoted, cut to a readable length for a message."""
+    return repr(spec) if len(spec) <= 80 else repr(spec[:77]) + "..."
 
 
 def _key_value(item: str, spec: str) -> tuple[str, str]:

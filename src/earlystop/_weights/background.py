@@ -40,6 +40,7 @@ class _Slot:
     keeper: WeightsKeeper = field(default_factory=WeightsKeeper)
     path: Path | None = None
     extra: dict[str, Any] | None = None
+    fold: int | None = None
 
 
 class _Shared:
@@ -54,6 +55,10 @@ class _Shared:
         self.error: CheckpointError | None = None  # the first unreported failure
         self.more_errors = 0  # failures after it, before it was reported
         self.thread: threading.Thread | None = None
+        # Whether the writer thread runs, kept by the thread itself under the lock: an
+        # interrupted ``Thread.join`` can make ``is_alive()`` say False for a thread that
+        # still runs (CPython bpo-45274), which would start a second writer.
+        self.running = False
         self.stopping = False
         self.writes = 0
         self.superseded = 0
@@ -66,7 +71,7 @@ class _Shared:
                 while self.pending is None and not self.stopping:
                     self.lock.wait()
                 if self.pending is None:  # stopping and nothing left to write
-                    self.thread = None
+                    self.thread, self.running = None, False
                     self.lock.notify_all()
                     return
                 slot, self.pending, self.writing = self.pending, None, self.pending
@@ -88,7 +93,13 @@ class _Shared:
         if slot.path is None:  # never published without one
             return None
         try:
-            save_checkpoint(slot.path, slot.keeper.state_dict(), extra=slot.extra)
+            save_checkpoint(
+                slot.path,
+                slot.keeper.state_dict(),
+                extra=slot.extra,
+                step=slot.keeper.step,
+                fold=slot.fold,
+            )
         except CheckpointError as exc:
             message = f"background write of evaluation {slot.keeper.step} failed: {exc}"
             error = CheckpointError(message, exc.path)
@@ -118,21 +129,41 @@ class _Shared:
     def wait_idle(self) -> None:
         with self.lock:
             while self.pending is not None or self.writing is not None:
-                if self.thread is None or not self.thread.is_alive():
+                if not self.running and (self.pending is None or not self.start_thread()):
                     break  # nothing can make progress (interpreter shutting down)
                 self.lock.wait()
 
+    def start_thread(self) -> bool:
+        """Start the writer thread unless one runs (called with the lock held)."""
+        if self.running:
+            return True
+        thread = threading.Thread(target=self.run, name="earlystop-checkpoint-writer", daemon=True)
+        try:
+            thread.start()
+        except RuntimeError:  # "can't create new thread at interpreter shutdown"
+            return False
+        self.thread, self.running = thread, True
+        return True
+
     def stop(self) -> None:
-        """Write what is pending, then end the thread."""
+        """Write what is pending, then end the thread.
+
+        Interrupted (``KeyboardInterrupt``, a signal handler's ``SystemExit``) while it
+        waits, the writer is left running as if ``stop`` had not been called: it still
+        writes what is pending, a later call finds that one writer, and the finalizer at
+        interpreter exit waits for it.
+        """
         with self.lock:
-            thread = self.thread
             self.stopping = True
             self.lock.notify_all()
-        if thread is not None and thread is not threading.current_thread():
-            thread.join()
-        with self.lock:
-            self.stopping = False
-            self.thread = None
+            try:
+                while self.running and self.thread is not threading.current_thread():
+                    self.lock.wait()
+            finally:
+                self.stopping = False
+                if self.pending is not None:
+                    self.start_thread()  # interrupted after the thread saw `stopping`
+                self.lock.notify_all()
 
 
 def _lower_priority() -> None:
@@ -200,8 +231,26 @@ class BackgroundWriter:
     """
 
     def __init__(self) -> None:
-        self._shared = _Shared()
-        self._finalizer = weakref.finalize(self, _finalize, self._shared)
+        self._shared_state = _Shared()
+        self._finalizer = weakref.finalize(self, _finalize, self._shared_state)
+
+    @property
+    def _shared(self) -> _Shared:
+        """The writer's state, renewed in a forked child (which inherits no thread).
+
+        A child may have been forked while the parent's writer held the lock or was
+        writing: it must neither wait for that thread nor write the parent's queue. It
+        keeps the parent's latest snapshot (its memory is a copy) and starts clean.
+        """
+        shared = self._shared_state
+        if shared.pid != os.getpid():
+            fresh = _Shared()
+            fresh.slots = [slot for slot in shared.slots if slot is not shared.writing]
+            fresh.latest = shared.latest if shared.latest in fresh.slots else None
+            self._shared_state = shared = fresh
+            self._finalizer.detach()
+            self._finalizer = weakref.finalize(self, _finalize, fresh)
+        return shared
 
     @property
     def latest(self) -> WeightsKeeper | None:
@@ -231,8 +280,11 @@ class BackgroundWriter:
         step: int,
         *,
         extra: Mapping[str, Any] | None = None,
+        fold: int | None = None,
     ) -> None:
         """Snapshot ``state`` now and have it written to ``path`` in the background.
+
+        The file records ``step`` and ``fold`` (see :class:`~earlystop.Checkpoint`).
 
         Raises:
             CheckpointError: an earlier background write failed, or ``extra`` holds
@@ -245,18 +297,25 @@ class BackgroundWriter:
         with shared.lock:
             while shared.pending is not None and shared.pending.path != target:
                 shared.lock.wait()  # another file's last best is written, never superseded
+            was_pending, was_latest = shared.pending, shared.latest
             slot = self._free_slot()
             if shared.latest is slot:
                 shared.latest = None  # about to be overwritten
-        slot.keeper.snapshot(state, step)  # outside the lock: the writer is not reading it
-        slot.path, slot.extra = target, frozen
+        try:
+            slot.keeper.snapshot(state, step)  # outside the lock: the writer is not reading it
+        except BaseException:
+            with shared.lock:  # a snapshot that failed before copying left the slot intact
+                if slot.keeper.step is not None and shared.pending is None:
+                    if was_pending is slot:
+                        shared.pending = slot
+                        shared.superseded -= 1
+                    if was_latest is slot and shared.latest is None:
+                        shared.latest = slot
+            raise
+        slot.path, slot.extra, slot.fold = target, frozen, fold
         with shared.lock:
             shared.pending = shared.latest = slot
-            if shared.thread is None or not shared.thread.is_alive():
-                shared.thread = threading.Thread(
-                    target=shared.run, name="earlystop-checkpoint-writer", daemon=True
-                )
-                shared.thread.start()
+            shared.start_thread()
             shared.lock.notify_all()
 
     def _free_slot(self) -> _Slot:
@@ -282,6 +341,10 @@ class BackgroundWriter:
         self._shared.wait_idle()
         self._shared.take_error()
 
+    def wait(self) -> None:
+        """Wait until the latest snapshot is written (or failed), raising nothing."""
+        self._shared.wait_idle()
+
     def close(self) -> None:
         """Flush and end the writer thread (a later :meth:`submit` starts a new one)."""
         self._shared.stop()
@@ -289,5 +352,6 @@ class BackgroundWriter:
 
     def forget(self) -> None:
         """Drop the in-memory best (a new fold starts); queued writes still complete."""
-        with self._shared.lock:
-            self._shared.latest = None
+        shared = self._shared
+        with shared.lock:
+            shared.latest = None

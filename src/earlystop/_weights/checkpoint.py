@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import glob
 import json
 import os
 import stat
@@ -16,13 +15,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, cast
 
+from .paths import (
+    TMP_SUFFIX,
+    path_problem,
+    remove_stale_temporaries,
+    resolve_target,
+    temporary_prefix,
+)
+
 __all__ = ["Checkpoint", "CheckpointError", "load_checkpoint", "save_checkpoint"]
 
-TMP_SUFFIX = ".earlystop-tmp"
 _WRAPPED_KEY = "earlystop_checkpoint"
 _WRAPPED_VERSION = 1
 _PLAIN_TYPES = (str, int, float, bool, type(None))
 _DIGEST_KEY = "earlystop_crc32"
+_EVALUATION_KEY = "earlystop_evaluation"  # {"step": k, "fold": f}: what the file holds
+_EVALUATION_RECORD = ".earlystop/evaluation.json"  # the same, as a record of a torch zip
+#: a torch checkpoint's records are stored uncompressed: more than this many of them, or
+#: records claiming more bytes than the file has, is a crafted archive (zip bomb)
+_MAX_RECORDS = 1_000_000
 
 
 class CheckpointError(RuntimeError):
@@ -41,11 +52,16 @@ class Checkpoint:
         state_dict: the model weights, ready for ``model.load_state_dict``.
         extra: the extra state saved beside them (optimizer, scheduler, epoch, ...).
         stopper: the ``EarlyStopping.state_dict()`` saved with them, if any.
+        step: the evaluation (1-based call number) whose weights these are, when the
+            writer recorded it (earlystop does on every save), else ``None``.
+        fold: the cross-validation fold of that evaluation, when recorded.
     """
 
     state_dict: dict[str, Any]
     extra: dict[str, Any] = field(default_factory=dict)
     stopper: dict[str, Any] | None = None
+    step: int | None = None
+    fold: int | None = None
 
 
 def checkpoint_format(path: str | os.PathLike[str]) -> str:
@@ -59,27 +75,41 @@ def save_checkpoint(
     *,
     extra: Mapping[str, Any] | None = None,
     stopper: Mapping[str, Any] | None = None,
+    step: int | None = None,
+    fold: int | None = None,
 ) -> Path:
     """Write a checkpoint atomically: the file at ``path`` is always whole, old or new.
 
     The data goes to a temporary file in the same directory, is flushed and fsynced,
     then renamed over ``path`` and the directory is fsynced. Parent directories are
-    created. Temporary files left by an earlier crash are removed after success. With
-    no ``extra`` and no ``stopper`` a torch-format file holds exactly ``state_dict``,
-    so ``model.load_state_dict(torch.load(path, weights_only=True))`` works.
+    created. A symlink ``path`` is followed: the file it points to is replaced (the
+    temporary goes beside it). Temporary files left by an earlier crash are removed after
+    success (only provably stale ones, see :mod:`earlystop._weights.paths`). With no
+    ``extra`` and no ``stopper`` a torch-format file holds exactly ``state_dict``, so
+    ``model.load_state_dict(torch.load(path, weights_only=True))`` works (``step`` and
+    ``fold`` go into a record of the zip archive that ``torch.load`` ignores).
 
     Args:
         path: the file; ``.safetensors`` selects safetensors, any other suffix torch.
         state_dict: name -> tensor (a model's ``state_dict()``).
         extra: objects with ``state_dict()`` (optimizer, scheduler) or plain values.
         stopper: an ``EarlyStopping.state_dict()`` to keep with the weights.
+        step: the evaluation these weights are from, read back as ``Checkpoint.step``.
+        fold: its cross-validation fold, read back as ``Checkpoint.fold``.
 
     Raises:
         TypeError: when ``path`` is not a path, ``state_dict``, ``extra`` or ``stopper`` is
             not a mapping, or a ``state_dict`` name is not a string.
-        CheckpointError: naming the path and the cause; the previous file is intact.
+        CheckpointError: naming the path and the cause; the previous file is intact. Also
+            when ``path`` is a directory, ends with a separator, or is a special file (a
+            device, a FIFO), which a checkpoint never replaces.
     """
-    target = _as_path(path)
+    named = _as_path(path)
+    problem = path_problem(path)
+    if problem is not None:
+        raise CheckpointError(f"cannot write checkpoint {named}: {problem}", named)
+    target = resolve_target(named)
+    evaluation = _evaluation(step, fold)
     _check_mapping("state_dict", state_dict, optional=False)
     names = [name for name in state_dict if not isinstance(name, str)]
     if names:
@@ -96,10 +126,12 @@ def save_checkpoint(
         raise CheckpointError(
             f"cannot create the directory of checkpoint {target}: {exc}", target
         ) from exc
-    if checkpoint_format(target) == "safetensors":
-        _write_atomic(
-            target, lambda tmp: _write_safetensors(tmp, target, state_dict, extra_state, stopper)
-        )
+    if checkpoint_format(named) == "safetensors":
+
+        def write(tmp: Path) -> None:
+            _write_safetensors(tmp, target, state_dict, extra_state, stopper, evaluation)
+
+        _write_atomic(target, write)
     else:
         payload: Any = dict(state_dict)
         if extra_state or stopper is not None:
@@ -109,9 +141,18 @@ def save_checkpoint(
                 "extra": extra_state,
                 "stopper": None if stopper is None else dict(stopper),
             }
-        _write_atomic(target, lambda tmp: _write_torch(tmp, payload))
-    _remove_stale_temporaries(target)
-    return target
+        _write_atomic(target, lambda tmp: _write_torch(tmp, payload, evaluation))
+    remove_stale_temporaries(target)
+    return named
+
+
+def _evaluation(step: Any, fold: Any) -> dict[str, int] | None:
+    for name, value in (("step", step), ("fold", fold)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise TypeError(f"`{name}` must be an int or None, got {value!r}")
+    if step is None and fold is None:
+        return None
+    return {"step": step, "fold": fold}
 
 
 def _as_path(path: Any) -> Path:
@@ -167,34 +208,41 @@ def _check_loadable(value: Any, where: str, target: Path) -> None:
     )
 
 
-def _write_torch(tmp: Path, payload: Any) -> None:
+def _write_torch(tmp: Path, payload: Any, evaluation: dict[str, int] | None) -> None:
     import torch
 
-    with open(tmp, "wb") as handle:
+    with open(tmp, "w+b") as handle:
         writer = _ErrorKeepingWriter(handle)
         try:
             torch.save(payload, cast("IO[bytes]", writer))  # it needs write() and flush()
         except RuntimeError as exc:
-            # torch's zip writer turns a failed write (ENOSPC, EIO) into "unexpected pos":
-            # raise the real cause instead.
+            # torch's zip writer turns a failed write (ENOSPC, EIO, and KeyboardInterrupt
+            # or SystemExit raised inside it) into "unexpected pos": raise the real cause.
             if writer.error is not None:
                 raise writer.error from exc
             raise
+        if evaluation is not None:
+            handle.flush()
+            handle.seek(0)
+            with zipfile.ZipFile(handle, "a", compression=zipfile.ZIP_STORED) as archive:
+                prefix = archive.namelist()[0].split("/", 1)[0]
+                record = json.dumps(evaluation, sort_keys=True)
+                archive.writestr(f"{prefix}/{_EVALUATION_RECORD}", record)
         handle.flush()
         os.fsync(handle.fileno())
 
 
 class _ErrorKeepingWriter:
-    """A file for ``torch.save`` that remembers the ``OSError`` a write raised."""
+    """A file for ``torch.save`` that remembers the exception a write raised."""
 
     def __init__(self, handle: Any) -> None:
         self._handle = handle
-        self.error: OSError | None = None
+        self.error: BaseException | None = None
 
     def write(self, data: Any) -> int:
         try:
             written: int = self._handle.write(data)
-        except OSError as exc:
+        except BaseException as exc:  # OSError, and KeyboardInterrupt/SystemExit as they are
             self.error = exc
             raise
         return written
@@ -209,11 +257,14 @@ def _write_safetensors(
     state_dict: Mapping[str, Any],
     extra: Mapping[str, Any],
     stopper: Mapping[str, Any] | None,
+    evaluation: dict[str, int] | None,
 ) -> None:
     from safetensors.torch import save_file
 
     tensors = _unshare(state_dict, target)
     metadata = {_WRAPPED_KEY: str(_WRAPPED_VERSION)}
+    if evaluation is not None:
+        metadata[_EVALUATION_KEY] = json.dumps(evaluation, sort_keys=True)
     if extra:
         metadata["extra"] = _json_or_error(extra, "extra", target)
     if stopper is not None:
@@ -263,7 +314,9 @@ def _json_or_error(value: Any, where: str, target: Path) -> str:
 
 def _write_atomic(target: Path, write: Any) -> None:
     try:
-        fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=TMP_SUFFIX, dir=target.parent)
+        fd, name = tempfile.mkstemp(
+            prefix=temporary_prefix(target), suffix=TMP_SUFFIX, dir=target.parent
+        )
         os.close(fd)
     except (OSError, ValueError) as exc:
         raise CheckpointError(
@@ -324,12 +377,6 @@ def _fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
-def _remove_stale_temporaries(target: Path) -> None:
-    for stale in target.parent.glob(f".{glob.escape(target.name)}.*{TMP_SUFFIX}"):
-        with contextlib.suppress(OSError):
-            stale.unlink()
-
-
 def load_checkpoint(path: str | os.PathLike[str], *, map_location: Any = "cpu") -> Checkpoint:
     """Read a checkpoint without ever unpickling objects.
 
@@ -353,6 +400,27 @@ def load_checkpoint(path: str | os.PathLike[str], *, map_location: Any = "cpu") 
     return _load_torch(source, map_location)
 
 
+def recorded_evaluation(path: str | os.PathLike[str]) -> tuple[int | None, int | None] | None:
+    """``(step, fold)`` that the checkpoint at ``path`` records, reading only its index.
+
+    ``None`` when there is no readable file; ``(None, None)`` for a file without a record.
+    """
+    source = Path(path)
+    try:
+        if checkpoint_format(source) == "safetensors":
+            from safetensors import safe_open
+
+            with safe_open(str(source), framework="pt") as handle:
+                text = (handle.metadata() or {}).get(_EVALUATION_KEY)
+        else:
+            with zipfile.ZipFile(source) as archive:
+                names = [n for n in archive.namelist() if n.endswith(f"/{_EVALUATION_RECORD}")]
+                text = archive.read(names[0]).decode("utf-8", "replace") if names else None
+        return _step_and_fold(text, source)
+    except Exception:  # missing, unreadable, not ours: nothing recorded to trust
+        return None
+
+
 def _load_torch(source: Path, map_location: Any) -> Checkpoint:
     import pickle
 
@@ -362,7 +430,7 @@ def _load_torch(source: Path, map_location: Any) -> Checkpoint:
         # One open file for the checksum and the load: a save replacing the file meanwhile
         # (atomic rename, new inode) cannot make us verify one file and load another.
         with open(source, "rb") as handle:
-            _verify_zip(source, handle)
+            evaluation = _verify_zip(source, handle)
             handle.seek(0)
             with warnings.catch_warnings():  # raw pickles of any protocol are refused below
                 warnings.filterwarnings("ignore", "Detected pickle protocol", UserWarning)
@@ -392,14 +460,31 @@ def _load_torch(source: Path, map_location: Any) -> Checkpoint:
             raise CheckpointError(f"checkpoint {source} has a malformed earlystop layout", source)
         if stopper is not None and not isinstance(stopper, dict):
             raise CheckpointError(f"checkpoint {source} has a malformed earlystop layout", source)
-        return Checkpoint(state_dict=state, extra=extra, stopper=stopper)
+        return Checkpoint(state, extra, stopper, *_step_and_fold(evaluation, source))
     if not isinstance(payload, dict) or not all(isinstance(k, str) for k in payload):
         raise CheckpointError(
             f"checkpoint {source} does not hold a state_dict (a dict of names to tensors), "
             f"got {type(payload).__name__}",
             source,
         )
-    return Checkpoint(state_dict=payload)
+    return Checkpoint(payload, {}, None, *_step_and_fold(evaluation, source))
+
+
+def _step_and_fold(evaluation: Any, source: Path) -> tuple[int | None, int | None]:
+    """The evaluation record a writer left in the file (``(None, None)`` without one)."""
+    if evaluation is None:
+        return None, None
+    try:
+        record = json.loads(evaluation)
+    except ValueError:
+        record = None
+    fields = [record.get(name) if isinstance(record, dict) else "" for name in ("step", "fold")]
+    if not all(value is None or type(value) is int for value in fields):
+        raise CheckpointError(
+            f"checkpoint {source} has a malformed evaluation record: {evaluation[:80]!r}", source
+        )
+    step, fold = fields
+    return cast("int | None", step), cast("int | None", fold)
 
 
 def _load_safetensors(source: Path, map_location: Any) -> Checkpoint:
@@ -437,7 +522,8 @@ def _load_safetensors(source: Path, map_location: Any) -> Checkpoint:
             f"{type(stopper).__name__}",
             source,
         )
-    return Checkpoint(state_dict=dict(state), extra=extra, stopper=stopper)
+    step, fold = _step_and_fold(metadata.get(_EVALUATION_KEY), source)
+    return Checkpoint(dict(state), extra, stopper, step, fold)
 
 
 def _digest(tensors: Mapping[str, Any], metadata: Mapping[str, str]) -> str:
@@ -463,7 +549,7 @@ def _damaged_keys(metadata: Mapping[str, str]) -> bool:
     Without this, damage to the checksum's own key would make a damaged earlystop file look
     like one from another writer (which carries no checksum) and load unverified.
     """
-    ours = (_WRAPPED_KEY, _DIGEST_KEY)
+    ours = (_WRAPPED_KEY, _DIGEST_KEY, _EVALUATION_KEY)
     return any(
         key not in ours
         and len(key) == len(known)
@@ -473,18 +559,31 @@ def _damaged_keys(metadata: Mapping[str, str]) -> bool:
     )
 
 
-def _verify_zip(source: Path, handle: IO[bytes]) -> None:
-    """Check the CRC-32 of every record of a torch zip file (torch itself does not)."""
+def _verify_zip(source: Path, handle: IO[bytes]) -> str | None:
+    """Check the CRC-32 of every record of a torch zip file (torch itself does not).
+
+    The central directory is checked first, so a crafted archive is refused before any
+    data is read: torch stores every record uncompressed, so a compressed record, or
+    records claiming more bytes than the file holds (a zip bomb), cannot be torch's.
+
+    Returns:
+        The text of earlystop's evaluation record, ``None`` when the file has none.
+    """
     try:
         if not zipfile.is_zipfile(handle):
-            return  # torch's legacy format: no checksums to check
+            return None  # torch's legacy format: no checksums to check
+        size = os.fstat(handle.fileno()).st_size
         with zipfile.ZipFile(handle) as archive:
+            infos = archive.infolist()
+            _check_directory(source, infos, size)
             bad = archive.testzip()
-            for info in archive.infolist():  # torch stores plain records, uncompressed
-                directory = info.external_attr & 0x10  # torch would read it as empty
-                stored = info.compress_type == zipfile.ZIP_STORED
-                if directory or not stored or info.compress_size != info.file_size:
+            for info in infos:
+                if info.external_attr & 0x10:  # a directory: torch would read it as empty
                     bad = bad or info.filename
+            record = next((i for i in infos if i.filename.endswith(f"/{_EVALUATION_RECORD}")), None)
+            text = None if record is None else archive.read(record).decode("utf-8", "replace")
+    except CheckpointError:
+        raise
     except Exception as exc:  # any failure to read the archive (zipfile raises many kinds)
         raise CheckpointError(
             f"checkpoint {source} is not a readable torch file: {_first_line(exc)}", source
@@ -492,6 +591,32 @@ def _verify_zip(source: Path, handle: IO[bytes]) -> None:
     if bad is not None:
         raise CheckpointError(
             f"checkpoint {source} is corrupt: the checksum of its record {bad!r} does not match",
+            source,
+        )
+    return text
+
+
+def _check_directory(source: Path, infos: list[zipfile.ZipInfo], size: int) -> None:
+    """Refuse, from the central directory alone, an archive torch cannot have written."""
+    compressed = [i.filename for i in infos if i.compress_type != zipfile.ZIP_STORED]
+    claimed = sum(info.file_size for info in infos)
+    if compressed or any(i.compress_size != i.file_size for i in infos):
+        name = (
+            compressed[0]
+            if compressed
+            else next(i.filename for i in infos if i.compress_size != i.file_size)
+        )
+        raise CheckpointError(
+            f"checkpoint {source} is not a torch checkpoint: its record {name!r} is "
+            "compressed, and torch stores every record uncompressed (refused before "
+            "reading any data: it may be a zip bomb)",
+            source,
+        )
+    if len(infos) > _MAX_RECORDS or claimed > size:
+        raise CheckpointError(
+            f"checkpoint {source} is not a torch checkpoint: its {len(infos)} records claim "
+            f"{claimed} bytes but the file has {size} (refused before reading any data: it "
+            "may be a zip bomb)",
             source,
         )
 

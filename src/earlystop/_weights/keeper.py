@@ -51,6 +51,15 @@ def _copy_each(
         buffer.copy_(source, non_blocking=non_blocking)
 
 
+def _plain_copy(value: Any) -> Any:
+    """A copy of a non-strided tensor (sparse: no storage to copy into) or a plain value."""
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        return value.detach().to("cpu", copy=True)
+    return copy.deepcopy(value)
+
+
 class _Group:
     """Tensors of one source device, copied with one grouped call."""
 
@@ -116,7 +125,7 @@ class WeightsKeeper:
                 sources = [state[name] for name in group.names]
                 copy_all(group.buffers, sources, non_blocking=group.pinned)
             for name in self._plain:
-                self._buffers[name] = copy.deepcopy(state[name])
+                self._buffers[name] = _plain_copy(state[name])
             for group in self._groups:  # one synchronisation per device, after all copies
                 if group.pinned:
                     _synchronize(group.device)
@@ -140,8 +149,8 @@ class WeightsKeeper:
         groups: dict[torch.device, _Group] = {}
         plain: list[str] = []
         for name, value in state.items():
-            if not isinstance(value, torch.Tensor):
-                buffers[name] = None
+            if not isinstance(value, torch.Tensor) or value.layout != torch.strided:
+                buffers[name] = None  # plain values and sparse tensors: copied whole
                 plain.append(name)
                 continue
             key = (

@@ -11,6 +11,7 @@ from typing import Any
 
 from .._core.decision import Decision
 from .._frontend.early_stopping import EarlyStopping
+from .._weights.lost import LostWeightsWarning
 
 __all__ = [
     "AdapterState",
@@ -79,7 +80,7 @@ def restore_best(early_stopping: EarlyStopping, model: Any) -> int | None:
     """Load the best weights into ``model`` at the end of training; the step restored.
 
     Returns ``None`` instead of raising when nothing improved, or (with a
-    ``RuntimeWarning``) when the best weights were kept in the memory of an earlier
+    ``LostWeightsWarning``) when the best weights were kept in the memory of an earlier
     process (a resumed run without ``path``): the end of a training run is no place to
     crash.
     """
@@ -88,13 +89,12 @@ def restore_best(early_stopping: EarlyStopping, model: Any) -> int | None:
         return None
     keeper, path = early_stopping.keeper, early_stopping._file
     if keeper.step != best and (path is None or not path.is_file()):
-        warnings.warn(
-            f"earlystop: the best weights (evaluation {best}) were kept by an earlier process, "
-            "so the model keeps its current weights; give `path=` to restore them after a "
-            "resume",
-            RuntimeWarning,
-            stacklevel=2,
+        message = (
+            f"earlystop: the best weights (evaluation {best}) were kept by an earlier "
+            "process; give `path=` to restore them after a resume"
         )
+        logger.warning("%s", message)
+        warnings.warn(message, LostWeightsWarning, stacklevel=2)
         return None
     early_stopping.restore(model)
     return best
