@@ -385,7 +385,7 @@ def test_early_stopping_auto_says_how_long_it_waits() -> None:
     ]
     assert lines[-1] == (
         "EarlyStopping: stop at evaluation 17: criterion rising=15 (worsening trend in the "
-        "last 15: Mann-Kendall z=3.81, Theil-Sen slope 0.01)"
+        "last 15: Mann-Kendall z=3.81, Theil-Sen 0.01 per evaluation)"
     )
     # a flat tail (ties) is no trend: patience 25 stops it
     flat = EarlyStopping(policy="auto", path=None)

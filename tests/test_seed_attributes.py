@@ -353,4 +353,5 @@ def test_a_failed_call_after_a_write_puts_back_the_written_state() -> None:
         es(0.7)
     assert (es.val_loss_min, es.best_epoch, es.stopper.step_count) == (0.5, None, 3)
     es.verbose = False
-    assert es(0.4).improved and es.best_epoch == 4
+    assert es(0.4).improved
+    assert es.best_epoch == 4

@@ -184,10 +184,11 @@ class Rising:
 
     A one-sided Mann-Kendall test for a worsening trend (up in mode ``min``) on the finite
     values of the last ``window`` counted evaluations: it stops when
-    ``P(Z >= z) < 1 - confidence``, and the reason gives the Theil-Sen slope per
-    evaluation. A noisy flat curve rarely triggers it (at most ``1 - confidence`` of the
-    windows); a validation loss that climbs while training goes on does. Needs at least 4
-    finite values in the window; O(window^2) per evaluation.
+    ``P(Z >= z) < 1 - confidence``, and the reason gives the Theil-Sen slope of the
+    worsening per evaluation (positive in both modes). A noisy flat curve rarely triggers
+    it (at most ``1 - confidence`` of the windows); a validation loss that climbs while
+    training goes on does. Needs at least 4 finite values in the window; O(window^2) per
+    evaluation.
 
     Args:
         window: number of recent counted evaluations tested (>= 4).
@@ -196,7 +197,7 @@ class Rising:
     >>> from earlystop import History, Mode
     >>> rising = [0.5, 0.52, 0.51, 0.55, 0.56, 0.58, 0.57, 0.6]
     >>> Rising(8)(History(Mode.MIN, values=rising))
-    'rising=8 (worsening trend in the last 8: Mann-Kendall z=2.97, Theil-Sen slope 0.0146)'
+    'rising=8 (worsening trend in the last 8: Mann-Kendall z=2.97, Theil-Sen 0.0146 per evaluation)'
     """
 
     window: int
@@ -213,10 +214,10 @@ class Rising:
         test = mann_kendall(points)
         if test.p_up() >= 1.0 - self.confidence:
             return None
-        slope = history.mode.sign * theil_sen(points)
+        worsening = theil_sen(points)  # on the signed values: > 0 in both modes
         return (
             f"{self.spec()} (worsening trend in the last {self.window}: "
-            f"Mann-Kendall z={test.z:.3g}, Theil-Sen slope {slope:.3g})"
+            f"Mann-Kendall z={test.z:.3g}, Theil-Sen {worsening:.3g} per evaluation)"
         )
 
     def spec(self) -> str:
