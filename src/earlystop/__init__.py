@@ -41,6 +41,8 @@ from ._rules.trend import Rising, Trend, mann_kendall, theil_sen
 from ._weights.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
 from ._weights.keeper import WeightsKeeper
 from ._weights.lost import LostWeightsWarning
+from ._weights.sharded import ReshardedError
+from ._weights.sharded_checkpoint import export_sharded_checkpoint
 
 __version__ = "0.1.0"
 
@@ -75,6 +77,7 @@ __all__ = [  # noqa: RUF022 (plain sorted order, pinned by tests/test_import.py)
     "Plateau",
     "Policy",
     "RanksOutOfStepError",
+    "ReshardedError",
     "Rising",
     "SchedulerAware",
     "Smoother",
@@ -88,6 +91,7 @@ __all__ = [  # noqa: RUF022 (plain sorted order, pinned by tests/test_import.py)
     "all_of",
     "any_of",
     "composite",
+    "export_sharded_checkpoint",
     "load_checkpoint",
     "mann_kendall",
     "pareto_front",

@@ -24,8 +24,11 @@ from .._weights.checkpoint import CheckpointError, load_checkpoint, save_checkpo
 from .._weights.keeper import WeightsKeeper
 from .._weights.lost import LostWeightsWarning
 from .._weights.paths import path_problem
+from .._weights.sharded import is_sharded
+from .._weights.sharded_checkpoint import has_checkpoint
 from .distributed import Agreement, DistributedSync
 from .seed_attributes import check_counter, check_flag, file_path, reference_value, user_path
+from .sharded import ShardedBest
 from .transaction import roll_back
 
 if TYPE_CHECKING:
@@ -62,6 +65,10 @@ class EarlyStopping:
         path: file for the best weights, written atomically on every improvement;
             ``.safetensors`` selects safetensors. ``None`` keeps them in memory only.
             ``{fold}`` in the path is replaced by the fold number (see :meth:`reset`).
+            For a sharded model (DTensor parameters: FSDP2, tensor parallel, HSDP; or FSDP1)
+            ``path`` names a torch.distributed.checkpoint directory written by every rank
+            and published atomically by rank 0, and each rank keeps only its local shards in
+            memory; see :mod:`earlystop._frontend.sharded`.
         trace_func: called with each message when ``verbose``.
         mode, min_delta, min_rel_delta, baseline, start_from_epoch, stopping_threshold,
             divergence_threshold, on_nonfinite, criteria, smoothing, scheduler: see
@@ -76,10 +83,13 @@ class EarlyStopping:
             the weights into host memory (they also serve :meth:`restore`) and the latest
             copy is written atomically behind the training loop. Call :meth:`flush` before
             reading the file and :meth:`close` at the end (or use ``with EarlyStopping(...)``);
-            a failed write is raised by the next call. Needs a ``path``.
+            a failed write is raised by the next call. Needs a ``path``. For a sharded
+            model it uses ``dcp.async_save``; every rank must call :meth:`flush` and
+            :meth:`close`.
         distributed: how the ranks of an initialized ``torch.distributed`` group agree:
             ``"mean"`` (average the value, then decide), ``"rank0"``, ``"any"``, ``"all"``
-            or ``"local"``; see :mod:`earlystop._distributed`. Only rank 0 writes ``path``.
+            or ``"local"``; see :mod:`earlystop._distributed`. Only rank 0 writes ``path`` (every
+            rank its shards, for a sharded model).
             Every rank must make each call; code calling it on rank 0 only needs ``"local"``.
         max_epochs: the planned number of evaluations (epochs, or evaluations when you
             evaluate every k steps), read by the budget-aware rules of ``policy``
@@ -172,6 +182,7 @@ class EarlyStopping:
         self.fold = 0
         self.keeper = WeightsKeeper()
         self._writer = _background_writer(background, path)
+        self.sharded = ShardedBest(background=bool(background))  # used for sharded models only
         self.distributed = DistributedSync(distributed)
         self.distributed.configure(self.stopper)
         self._last: Decision | None = None
@@ -449,14 +460,29 @@ class EarlyStopping:
                 "EarlyStopping object with the value and the model instead"
             )
         decision, before, extra_state = self._improvement
+        if model is not None and is_sharded(model):  # FSDP2, TP, HSDP, FSDP1: every rank
+            self._say_improved(val_loss, before, saving=True)
+            memory = self._file is None or self.restore_best_weights
+            try:  # the commit point: each rank keeps its local shards
+                self.sharded.keep(
+                    model, decision.step, self._file, memory=memory, extra=extra_state
+                )
+            except CheckpointError as exc:  # kept in memory on every rank: raise after
+                exc.decision = decision  # type: ignore[attr-defined]
+                self._deferred = exc
+            return
         keep = self._prepare_keep(decision, model, extra_state)
+        self._say_improved(val_loss, before, saving=keep is not None)  # may raise
+        if keep is not None:
+            self._deferred = self._keep(decision, keep, extra_state)  # the commit point
+
+    def _say_improved(self, val_loss: float, before: float | None, *, saving: bool) -> None:
+        """The seed's improvement line (its wording; "increased" in max mode)."""
         sign = self.stopper.mode.sign
         previous = math.inf * sign if before is None else before
         change = "Validation loss decreased" if sign > 0 else "Validation metric increased"
-        saving = "  Saving model ..." if keep is not None else ""
-        self._say(f"{change} ({previous:.6f} --> {val_loss:.6f}).{saving}")  # may raise
-        if keep is not None:
-            self._deferred = self._keep(decision, keep, extra_state)  # the commit point
+        note = "  Saving model ..." if saving else ""
+        self._say(f"{change} ({previous:.6f} --> {val_loss:.6f}).{note}")
 
     def _prepare_keep(
         self,
@@ -509,6 +535,8 @@ class EarlyStopping:
             logger.warning("earlystop: nothing improved, so no best weights to restore")
             return
         try:
+            if is_sharded(model) and not self.sharded.available(best, self._file):
+                raise _NoBestWeights(self._unavailable(best))
             self.restore(model)
         except (_NoBestWeights, CheckpointError) as exc:  # not the model's own load errors
             if self._kept_in_memory() is not None:
@@ -552,6 +580,9 @@ class EarlyStopping:
                 of another evaluation or fold than the best.
         """
         best = self.stopper.kept_step
+        if is_sharded(model):  # from this rank's shards in memory, else the DCP directory
+            self.sharded.restore(model, best, self._file)
+            return
         kept = self._kept_in_memory()
         if kept is not None:
             kept.restore(model)
@@ -603,6 +634,7 @@ class EarlyStopping:
         self.stopper.reset()
         self.distributed.reset()
         self.keeper.clear()
+        self.sharded.forget()
         if self._writer is not None:
             self._writer.forget()
         self._last = None
@@ -698,6 +730,7 @@ class EarlyStopping:
         self.fold = fold
         self._lost = self._kept_step = None
         self.keeper.clear()
+        self.sharded.forget()
         if self._writer is not None:
             self._writer.forget()
         self._last = self.stopper.last
@@ -712,11 +745,13 @@ class EarlyStopping:
         """
         if self._writer is not None:
             self._writer.flush()
+        self.sharded.settle()
 
     def close(self) -> None:
         """Flush and stop the background writer thread (a later improvement restarts it)."""
         if self._writer is not None:
             self._writer.close()
+        self.sharded.settle()
 
     def __enter__(self) -> EarlyStopping:
         return self
@@ -741,8 +776,9 @@ def _check_path(path: Any) -> str | os.PathLike[str] | None:
     if not os.fspath(path):
         raise ValueError("`path` must be a file path or None, got ''")
     text = str(os.fspath(path))
-    problem = path_problem(text.replace("{fold}", "0"))
-    if problem is not None:
+    target = text.replace("{fold}", "0")
+    problem = path_problem(target)
+    if problem is not None and not has_checkpoint(Path(target)):  # a sharded one: a directory
         raise ValueError(f"`path` must name a regular file, got {text!r}: {problem}")
     if text.endswith(".safetensors") and importlib.util.find_spec("safetensors") is None:
         raise ValueError(

@@ -12,6 +12,7 @@ from typing import Any
 from .._core.decision import Decision
 from .._frontend.early_stopping import EarlyStopping
 from .._weights.lost import LostWeightsWarning
+from .._weights.sharded import is_sharded
 
 __all__ = [
     "AdapterState",
@@ -88,7 +89,11 @@ def restore_best(early_stopping: EarlyStopping, model: Any) -> int | None:
     if best is None:
         return None
     keeper, path = early_stopping.keeper, early_stopping._file
-    if keeper.step != best and (path is None or not path.is_file()):
+    if is_sharded(model):  # FSDP2/TP/FSDP1 (Lightning ModelParallel, Accelerate FSDP)
+        available = early_stopping.sharded.available(best, path)
+    else:
+        available = keeper.step == best or (path is not None and path.is_file())
+    if not available:
         message = (
             f"earlystop: the best weights (evaluation {best}) were kept by an earlier "
             "process; give `path=` to restore them after a resume"
