@@ -1,215 +1,432 @@
-"""How ``auto`` was chosen, and how it does on runs it was not chosen on.
+"""How ``auto`` is chosen, and how it does on runs and workloads it was not chosen on.
 
-The corpus is split by the seed at the end of every run name: runs with an even seed
-are the *selection* half, runs with an odd seed the *evaluation* half (configurations are
-drawn independently for every seed, so the halves are two samples of the same mix).
+The protocol is written in docs/stopping.md ("How auto is chosen") and was fixed before it
+was run. In short: the runs of both corpora (v1 ``corpus.csv.gz``, v2
+``corpus_v2.csv.gz``) are split into *parts*; on a choosing part every candidate of
+``CANDIDATES`` is replayed and the cheapest one whose ``mean_loss_regret``,
+``share_loss_over_1pct`` and ``fail_rate`` are each no worse than ``patience=20``'s on that
+part is chosen; it is then scored on the held-out part against ``patience=20`` and the
+oracle (stop at the best validation evaluation of the full run). The splits:
 
-On the selection half only, every candidate in ``CANDIDATES`` is replayed and the
-baseline ``patience=20`` measured. A candidate qualifies when its ``mean_rel_regret`` and
-``fail_rate`` are no worse than the baseline's; the cheapest qualifying candidate is the
-choice. The script then prints the choice and the baseline on the evaluation half (the
-figures reported in docs/stopping.md), and a leave-one-dataset-out check: for each
-dataset, the same selection made on the other datasets and scored on that one::
+- each corpus in halves, both directions (v1 by the parity of the seed; v2 by the parity
+  of the configuration number, so that the seeds of one configuration stay together);
+- one corpus to the other, both directions (v1 -> v2 are workloads the choice never saw);
+- leave one workload out over both corpora (v1 datasets and v2 workloads).
 
-    python benchmarks/auto_policy.py
+``auto`` itself is the choice made on all runs of both corpora. Intervals are 95% paired
+bootstrap intervals over clusters (a v2 configuration with its seeds, or a v1 run),
+resampled 2000 times. The stop evaluation of every candidate on every run is cached under
+``--cache`` (keyed by the corpus file's hash and the SPEC), so a rerun replays only new
+candidates::
+
+    python benchmarks/auto_policy.py --plot docs/stopping-frontier.png
+
+``--quick`` replays a dozen candidates (a smoke test).
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from replay_common import dataset_of, fmt, outcomes, replay_stops, seed_of
+from replay_common import fmt, replay_stops
 
-from earlystop import Curve, Outcome, Summary, read_curves, summarize
+from earlystop import AUTO_SPEC, Curve, Outcome, Summary, read_curves, summarize
+from earlystop._replay.replay import ORACLE, oracle_outcomes, outcome_at
 
 ROOT = Path(__file__).resolve().parents[1]
 BASELINE = "patience=20"
-
-
-def _candidates() -> list[str]:
-    specs = [f"patience={p}" for p in range(1, 31)]
-    specs += [
-        f"ema={a},patience={p}" for a in (0.1, 0.2, 0.3, 0.5) for p in (3, 4, 5, 6, 8, 10, 12, 15)
-    ]
-    specs += [f"median={w},patience={p}" for w in (3, 5) for p in (4, 6, 8, 10, 12)]
-    specs += [f"mean=5,patience={p}" for p in (5, 10)]
-    specs += [f"min_rel_delta={d},patience={p}" for d in (0.001, 0.01) for p in (5, 8, 10, 12, 15)]
-    specs += [f"gl={a}" for a in (1, 2, 3, 5, 10, 20)]
-    specs += [f"pq={a}" for a in (0.5, 1, 2, 5)]
-    specs += [f"up={s}" for s in (2, 3, 4)]
-    specs += [f"up={s},strip=3" for s in (2, 3, 4)]
-    specs += [f"plateau={w}" for w in (10, 15, 20, 30)]
-    specs += [f"plateau={w},confidence=0.99" for w in (10, 20, 30)]
-    for smooth in ("ema=0.3", "ema=0.1"):
-        for p in (15, 20, 30):
-            specs += [
-                f"{smooth},patience={p},all(gl={g},plateau={w})" for g in (1, 5) for w in (10, 20)
-            ]
-            specs += [f"{smooth},patience={p},up={s}" for s in (2, 3)]
-            for w in (10, 20, 30):
-                specs += [f"{smooth},patience={p},plateau={w}"]
-                specs += [f"{smooth},patience={p},plateau={w},confidence=0.99"]
-        for w in (10, 20, 30):
-            specs += [f"{smooth},patience=none,plateau={w}"]
-            specs += [f"{smooth},patience=none,plateau={w},confidence=0.99"]
-    specs += [
-        f"ema={a},patience={p},gl={g}"
-        for a in (0.1, 0.3, 0.5)
-        for p in (12, 15, 20, 25)
-        for g in (1, 2, 3, 5, 10)
-    ]
-    for a in (0.3, 0.5):
-        for p in (15, 20):
-            specs += [f"ema={a},patience={p},up={s},strip={k}" for s in (1, 2) for k in (2, 3)]
-    specs += [
-        f"{m}patience={p},gl={g}" for m in ("median=5,", "") for p in (15, 20) for g in (2, 5)
-    ]
-    for warm in (3, 5, 10):  # warm-up evaluations that neither improve nor count
-        for p in (6, 8, 10, 12):
-            specs += [
-                f"{m}patience={p},start_from_epoch={warm}" for m in ("", "ema=0.5,", "ema=0.3,")
-            ]
-    specs += [f"ema={a},patience={p}" for p in range(9, 15) for a in (0.4, 0.5, 0.6, 0.7)]
-    # adaptive patience: wait max(min_patience, ceil(fraction * best step)) evaluations
-    for smooth in ("", "ema=0.3,", "ema=0.5,"):
-        for warm in ("", ",start_from_epoch=3", ",start_from_epoch=5", ",start_from_epoch=10"):
-            specs += [
-                f"{smooth}adaptive={f},min_patience={m}{warm}"
-                for f in (0.1, 0.2, 0.3, 0.5, 0.75)
-                for m in (5, 8, 10, 12, 15)
-            ]
-        specs += [  # with patience 20 as a ceiling on the wait
-            f"{smooth}patience=20,adaptive={f},min_patience={m},start_from_epoch=5"
-            for f in (0.3, 0.5)
-            for m in (8, 10, 12)
-        ]
-    return list(dict.fromkeys(specs))
-
-
-CANDIDATES = _candidates()
-
-
-def choose(figures: Callable[[str], Summary], candidates: Sequence[str]) -> tuple[str, Summary]:
-    """The cheapest candidate no worse than the baseline on regret and failures."""
-    base = figures(BASELINE)
-    qualified = [
-        s
-        for s in (figures(spec) for spec in candidates)
-        if s.mean_rel_regret <= base.mean_rel_regret and s.fail_rate <= base.fail_rate
-    ]
-    best = min(qualified, key=lambda s: (s.mean_cost, s.mean_rel_regret))
-    return best.policy, best
-
-
-def row(label: str, s: Summary, base: Summary | None = None) -> str:
-    ratio = "" if base is None else f" ({s.mean_cost / base.mean_cost:.2f}x)"
-    return (
-        f"| {label} | {s.runs} | {fmt(s.mean_cost, digits=1)}{ratio} | {fmt(s.mean_rel_regret)} "
-        f"| {fmt(s.fail_rate, digits=1)} | {fmt(s.mean_acc_regret, 1.0)} "
-        f"| {fmt(s.mean_regret, 1.0, 4)} |"
-    )
-
-
-HEADER = (
-    "| policy | runs | cost % | rel. regret % | fail % | acc. regret | mean regret |\n"
-    "|---|---:|---:|---:|---:|---:|---:|"
+MIN_GAP = 0.02  # the gap closed is shown where patience=20 costs >= 2 points above the oracle
+PREVIOUS_AUTO = "start_from_epoch=3,adaptive=0.3,min_patience=12"
+DEFAULT_CORPORA = (
+    f"v1={ROOT / 'benchmarks' / 'curves' / 'corpus.csv.gz'}",
+    f"v2={ROOT / 'benchmarks' / 'curves' / 'corpus_v2.csv.gz'}",
 )
 
 
-def paired_bootstrap(
-    chosen: Sequence[Outcome], base: Sequence[Outcome], keep: Sequence[bool], draws: int = 2000
-) -> str:
-    """95% intervals of the cost ratio and of the relative-regret difference, run-paired."""
-    pairs = [(c, b) for c, b, k in zip(chosen, base, keep, strict=True) if k]
-    cost = np.array([[c.cost, b.cost] for c, b in pairs])
-    diff = np.array(
-        [
-            c.rel_regret - b.rel_regret
-            for c, b in pairs
-            if c.rel_regret is not None and b.rel_regret is not None
+def frontier_candidates() -> list[str]:
+    """The literature's rules and patience: the frontier figure's reference points."""
+    specs = [f"patience={p}" for p in range(1, 31)]
+    specs += [f"gl={a}" for a in (1, 2, 3, 5, 10)]
+    specs += [f"pq={a}" for a in (0.5, 1, 2, 5)]
+    specs += [f"up={s}" for s in (2, 3, 4)] + [f"up={s},strip=3" for s in (2, 3)]
+    return specs
+
+
+def new_candidates() -> list[str]:
+    """Adaptive patience, the trend test, the noise-scaled delta, the budget and the
+    over-fitting detector, alone and combined (``patience=P`` is a ceiling on the wait)."""
+    specs = [PREVIOUS_AUTO]
+    specs += [f"adaptive={f},min_patience={m}" for f in (0.1, 0.2, 0.3) for m in (6, 8, 10, 12, 15)]
+    for ceiling in (20, 25, 30):
+        specs += [
+            f"patience={ceiling},all(trend={w},adaptive={f}),min_patience={m}"
+            for w in (10, 15, 20)
+            for f in (0.1, 0.2)
+            for m in (4, 6, 8, 10)
         ]
-    )
+    for ceiling in (20, 30):
+        specs += [
+            f"patience={ceiling},all(trend=15,budget={b}),min_patience={m}"
+            for b in (0.02, 0.03, 0.05)
+            for m in (4, 6, 8)
+        ]
+        specs += [
+            f"patience={ceiling},noise_delta={c},noise_patience={k}"
+            for c in (0.5, 1, 2)
+            for k in (6, 8, 10, 12, 15)
+        ]
+        specs += [
+            f"patience={ceiling},all(trend=15,noise_delta=1),noise_patience={k}" for k in (6, 8, 10)
+        ]
+        specs += [
+            f"patience={ceiling},rising={w},confidence={c}" for w in (10, 20) for c in (0.95, 0.99)
+        ]
+        specs += [
+            f"patience={ceiling},all(trend=15,adaptive=0.1),min_patience=6,confidence={c}"
+            for c in (0.9, 0.99)
+        ]
+    specs += [
+        f"patience=none,budget={b},min_patience={m}"
+        for b in (0.05, 0.1, 0.15)
+        for m in (5, 10, 15, 20)
+    ]
+    specs += [f"patience=20,budget={b}" for b in (0.05, 0.1)]
+    specs += [f"ema=0.5,patience=20,all(trend=15,adaptive=0.1),min_patience={m}" for m in (4, 6)]
+    return specs
+
+
+def round_two_candidates() -> list[str]:
+    """Added after reading the v1 results (where ``patience=20,rising=20,confidence=0.99``
+    was chosen) and before corpus v2 was replayed: the over-fitting detector around it."""
+    specs = [
+        f"patience={p},rising={w},confidence={c}"
+        for p in (20, 25, 30, 40)
+        for w in (10, 15, 20, 30)
+        for c in (0.99, 0.999)
+    ]
+    specs += [
+        f"patience={p},any(rising=20,all(trend=15,adaptive=0.1)),min_patience={m},confidence=0.99"
+        for p in (20, 30)
+        for m in (6, 10)
+    ]
+    specs += [
+        f"patience={p},any(rising=20,noise_delta=1),noise_patience={k},confidence=0.99"
+        for p in (20, 30)
+        for k in (10, 15)
+    ]
+    specs += [f"ema=0.3,patience={p},rising=20,confidence=0.99" for p in (20, 30)]
+    return specs
+
+
+CANDIDATES = list(
+    dict.fromkeys([*frontier_candidates(), *new_candidates(), *round_two_candidates()])
+)
+QUICK = [
+    BASELINE,
+    "patience=5",
+    "patience=10",
+    "gl=2",
+    "up=2",
+    PREVIOUS_AUTO,
+    "patience=20,all(trend=15,adaptive=0.1),min_patience=6",
+    "patience=20,noise_delta=1,noise_patience=10",
+    "patience=20,all(trend=15,budget=0.03),min_patience=6",
+    "patience=none,budget=0.1,min_patience=10",
+    "patience=20,rising=10,confidence=0.99",
+]
+
+
+@dataclass(frozen=True)
+class Run:
+    """One curve with where it comes from."""
+
+    corpus: str
+    workload: str
+    cluster: str  # the bootstrap unit
+    half: int  # 0 or 1
+
+
+def describe(corpus: str, curve: Curve, index: int) -> Run:
+    parts = curve.run.split("/")
+    workload = f"{corpus}:{parts[0]}"
+    groups = [p for p in parts if p.startswith("g") and p[1:].isdigit()]
+    seeds = [p for p in parts if p.startswith("s") and p[1:].isdigit()]
+    if groups:  # v2: a configuration and its seeds stay together
+        return Run(corpus, workload, f"{corpus}:{groups[-1]}", int(groups[-1][1:]) % 2)
+    seed = int(seeds[-1][1:]) if seeds else index
+    return Run(corpus, workload, f"{corpus}:{curve.run}", seed % 2)
+
+
+class Table:
+    """Per-run outcomes of every candidate, as arrays for quick figures on any mask."""
+
+    def __init__(self, outcomes: dict[str, list[Outcome]], runs: Sequence[Run]) -> None:
+        self.runs = list(runs)
+        self.names = list(outcomes)
+        self.outcomes = outcomes
+        self.cost = {n: np.array([o.cost for o in outs]) for n, outs in outcomes.items()}
+        self.rel = {
+            n: np.array([np.nan if o.rel_regret is None else o.rel_regret for o in outs])
+            for n, outs in outcomes.items()
+        }
+        self.acc = {
+            n: np.array([np.nan if o.acc_regret is None else o.acc_regret for o in outs])
+            for n, outs in outcomes.items()
+        }
+
+    def summary(self, name: str, mask: np.ndarray) -> Summary:
+        keep = [o for o, k in zip(self.outcomes[name], mask, strict=True) if k]
+        return summarize(name, keep)
+
+    def figures(self, name: str, mask: np.ndarray) -> tuple[float, float, float, float]:
+        """cost, loss-only regret, share > 1%, fail rate on the runs of ``mask``."""
+        rel, acc = self.rel[name][mask], self.acc[name][mask]
+        rel, acc = rel[~np.isnan(rel)], acc[~np.isnan(acc)]
+        return (
+            float(self.cost[name][mask].mean()),
+            float(np.maximum(rel, 0).mean()) if rel.size else math.nan,
+            float((rel > 0.01).mean()) if rel.size else math.nan,
+            float((acc > 0.5).mean()) if acc.size else math.nan,
+        )
+
+
+def no_worse(value: float, base: float) -> bool:
+    return math.isnan(base) or (not math.isnan(value) and value <= base + 1e-12)
+
+
+def eligible(spec: str) -> bool:
+    """``auto`` must work without a budget: rules that need ``max_epochs`` are not eligible."""
+    return "budget=" not in spec
+
+
+def choose(table: Table, mask: np.ndarray, candidates: Sequence[str]) -> str:
+    """The cheapest eligible candidate no worse than the baseline on the three quality
+    figures."""
+    _, base_loss, base_share, base_fail = table.figures(BASELINE, mask)
+    best: tuple[float, float, str] | None = None
+    for name in filter(eligible, candidates):
+        cost, loss, share, fail = table.figures(name, mask)
+        if no_worse(loss, base_loss) and no_worse(share, base_share) and no_worse(fail, base_fail):
+            key = (cost, loss, name)
+            if best is None or key < best:
+                best = key
+    return BASELINE if best is None else best[2]
+
+
+def bootstrap(
+    table: Table, chosen: str, mask: np.ndarray, draws: int = 2000
+) -> dict[str, tuple[float, float]]:
+    """95% cluster-bootstrap intervals of the chosen policy's figures minus the baseline's,
+    and of the share of the cost gap between the baseline and the oracle it closes."""
+    index = np.flatnonzero(mask)
+    clusters: dict[str, list[int]] = {}
+    for i in index:
+        clusters.setdefault(table.runs[i].cluster, []).append(int(i))
+    members = list(clusters.values())
     rng = np.random.default_rng(0)
-    ratios, diffs = [], []
+    rows: list[list[float]] = []
     for _ in range(draws):
-        sample = cost[rng.integers(0, len(cost), len(cost))]
-        ratios.append(sample[:, 0].mean() / sample[:, 1].mean())
-        diffs.append(diff[rng.integers(0, len(diff), len(diff))].mean() if diff.size else np.nan)
-    low, high = np.percentile(ratios, [2.5, 97.5])
-    d_low, d_high = np.percentile(diffs, [2.5, 97.5])
+        pick = rng.integers(0, len(members), len(members))
+        sample = np.zeros(len(table.runs), dtype=int)
+        for p in pick:
+            sample[members[p]] += 1
+        rows.append(_weighted(table, chosen, sample))
+    data = np.array(rows)
+    names = ["gap", "d_loss", "d_share", "d_fail"]
+    result = {}
+    for i, name in enumerate(names):
+        column = data[:, i][~np.isnan(data[:, i])]
+        result[name] = (
+            (float(np.percentile(column, 2.5)), float(np.percentile(column, 97.5)))
+            if column.size
+            else (math.nan, math.nan)
+        )
+    return result
+
+
+def _weighted(table: Table, chosen: str, weight: np.ndarray) -> list[float]:
+    def mean(values: np.ndarray) -> float:
+        ok = ~np.isnan(values) & (weight > 0)
+        return float(np.average(values[ok], weights=weight[ok])) if ok.any() else math.nan
+
+    def figures(name: str) -> tuple[float, float, float, float]:
+        rel, acc = table.rel[name], table.acc[name]
+        return (
+            mean(table.cost[name]),
+            mean(np.where(np.isnan(rel), np.nan, np.maximum(rel, 0))),
+            mean(np.where(np.isnan(rel), np.nan, (rel > 0.01).astype(float))),
+            mean(np.where(np.isnan(acc), np.nan, (acc > 0.5).astype(float))),
+        )
+
+    c, b, o = figures(chosen), figures(BASELINE), figures(ORACLE)
+    gap = (b[0] - c[0]) / (b[0] - o[0]) if b[0] - o[0] >= MIN_GAP else math.nan
+    return [gap, c[1] - b[1], c[2] - b[2], c[3] - b[3]]
+
+
+def gap_closed(table: Table, chosen: str, mask: np.ndarray) -> float:
+    base, oracle = table.figures(BASELINE, mask)[0], table.figures(ORACLE, mask)[0]
+    if base - oracle < MIN_GAP:  # a share of almost nothing says nothing
+        return math.nan
+    return (base - table.figures(chosen, mask)[0]) / (base - oracle)
+
+
+def interval(bounds: tuple[float, float], scale: float = 100.0, digits: int = 1) -> str:
+    low, high = bounds
+    return f"[{scale * low:+.{digits}f}, {scale * high:+.{digits}f}]"
+
+
+HEAD = (
+    "| held-out part | runs | chosen on | chosen | cost: oracle / p20 / chosen | gap closed "
+    "[95%] | loss regret %: p20 / chosen (diff [95%]) | > 1% share: p20 / chosen (diff [95%]) "
+    "| fail %: p20 / chosen (diff [95%]) | quality holds | goal met |\n"
+    "|---|---:|---|---|---|---|---|---|---|:---:|:---:|"
+)
+
+
+def part_row(
+    table: Table, label: str, trained_on: str, chosen: str, mask: np.ndarray, draws: int
+) -> str:
+    base, ours, oracle = (table.figures(n, mask) for n in (BASELINE, chosen, ORACLE))
+    ci = bootstrap(table, chosen, mask, draws)
+    holds = all(no_worse(ours[i], base[i]) for i in (1, 2, 3))
+    gap = gap_closed(table, chosen, mask)
+    gap_text = "-" if math.isnan(gap) else f"{fmt(gap, digits=0)}% {interval(ci['gap'], digits=0)}"
     return (
-        f"\nPaired bootstrap over the evaluation runs ({draws} resamples, 95% intervals): "
-        f"cost ratio {cost[:, 0].mean() / cost[:, 1].mean():.3f} [{low:.3f}, {high:.3f}], "
-        f"relative regret minus {BASELINE}'s {100 * diff.mean():+.2f} points "
-        f"[{100 * d_low:+.2f}, {100 * d_high:+.2f}]."
+        f"| {label} | {int(mask.sum())} | {trained_on} | `{chosen}` | {fmt(oracle[0], digits=1)} / "
+        f"{fmt(base[0], digits=1)} / {fmt(ours[0], digits=1)} | {gap_text} "
+        f"| {fmt(base[1])} / {fmt(ours[1])} "
+        f"({100 * (ours[1] - base[1]):+.2f} {interval(ci['d_loss'], digits=2)}) "
+        f"| {fmt(base[2], digits=1)} / {fmt(ours[2], digits=1)} "
+        f"({100 * (ours[2] - base[2]):+.1f} {interval(ci['d_share'])}) "
+        f"| {fmt(base[3], digits=1)} / {fmt(ours[3], digits=1)} "
+        f"({100 * (ours[3] - base[3]):+.1f} {interval(ci['d_fail'])}) "
+        f"| {'yes' if holds else 'no'} | {'yes' if holds and gap >= 0.75 else 'no'} |"
     )
+
+
+def load(corpora: Sequence[str], specs: Sequence[str], cache: str | None, jobs: int) -> Table:
+    outcomes: dict[str, list[Outcome]] = {name: [] for name in [*specs, ORACLE]}
+    runs: list[Run] = []
+    for item in corpora:
+        label, _, path = item.partition("=")
+        curves = read_curves(path)
+        stops = replay_stops(path, specs, jobs, cache=cache)
+        for spec in specs:
+            result = stops[spec]
+            if isinstance(result, str):
+                raise SystemExit(f"{spec} cannot run on {path}: {result}")
+            outcomes[spec] += [outcome_at(c, s) for c, s in zip(curves, result, strict=True)]
+        outcomes[ORACLE] += oracle_outcomes(curves)
+        runs += [describe(label, c, i) for i, c in enumerate(curves)]
+    return Table(outcomes, runs)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--curves", default=str(ROOT / "benchmarks" / "curves" / "corpus.csv.gz"))
-    parser.add_argument("--jobs", type=int, default=2, help="worker processes (default 2)")
     parser.add_argument(
-        "--policy", action="append", help="also score these SPECs on the evaluation half"
+        "--corpus",
+        action="append",
+        metavar="LABEL=PATH",
+        help="a curves file and its label (repeatable; default: v1 and v2 of benchmarks/curves)",
     )
+    parser.add_argument("--cache", default=str(ROOT / "benchmarks" / ".replay-cache"))
+    parser.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
+    parser.add_argument("--draws", type=int, default=2000, help="bootstrap resamples")
+    parser.add_argument("--plot", help="save the frontier figure here (PNG)")
+    parser.add_argument("--quick", action="store_true", help="a dozen candidates (smoke test)")
     args = parser.parse_args(argv)
 
-    curves: list[Curve] = read_curves(args.curves)
-    extra = [p for p in args.policy or [] if p not in CANDIDATES]
-    stops = replay_stops(args.curves, [*CANDIDATES, *extra], args.jobs)
-    per_run: dict[str, list[Outcome]] = {
-        spec: outcomes(curves, s) for spec, s in stops.items() if not isinstance(s, str)
-    }
+    corpora = args.corpus or list(DEFAULT_CORPORA)
+    candidates = QUICK if args.quick else CANDIDATES
+    specs = list(dict.fromkeys([BASELINE, *candidates]))
+    table = load(corpora, specs, args.cache or None, args.jobs)
+    runs = table.runs
+    everything = np.ones(len(runs), dtype=bool)
+    labels = list(dict.fromkeys(r.corpus for r in runs))
+    print(f"{len(specs)} candidates, {len(runs)} runs ({', '.join(labels)}).\n")
 
-    candidates = [spec for spec in CANDIDATES if spec in per_run]
-    for spec, error in stops.items():
-        if isinstance(error, str):
-            print(f"left out {spec}: {error}\n")
-
-    def figures_on(keep: Sequence[bool]) -> Callable[[str], Summary]:
-        return lambda spec: summarize(
-            spec, (o for o, k in zip(per_run[spec], keep, strict=True) if k)
-        )
-
-    selection = [seed_of(c.run) % 2 == 0 for c in curves]
-    evaluation = [not k for k in selection]
-    chosen, _ = choose(figures_on(selection), candidates)
-    on_selection, on_evaluation = figures_on(selection), figures_on(evaluation)
-    print(f"Chosen on the selection half ({sum(selection)} runs): {chosen}\n")
-    print("Selection half (what the choice was made on):\n")
-    print(HEADER)
-    print(row(BASELINE, on_selection(BASELINE)))
-    print(row(chosen, on_selection(chosen), on_selection(BASELINE)))
-    print(f"\nEvaluation half ({sum(evaluation)} runs, never seen by the choice):\n")
-    print(HEADER)
-    base = on_evaluation(BASELINE)
-    print(row(BASELINE, base))
-    print(row(f"**{chosen}**", on_evaluation(chosen), base))
-    for spec in extra:
-        print(row(spec, on_evaluation(spec), base))
-
-    print(paired_bootstrap(per_run[chosen], per_run[BASELINE], evaluation))
-
-    print("\nLeave one dataset out (choose on the other datasets, score on this one):\n")
+    print("## Held-out parts\n")
+    print(HEAD)
+    parts: list[tuple[str, str, np.ndarray, np.ndarray]] = []
+    for label in labels:
+        for half in (0, 1):
+            on = np.array([r.corpus == label and r.half == half for r in runs])
+            held = np.array([r.corpus == label and r.half != half for r in runs])
+            name = "even" if half == 0 else "odd"
+            other = "odd" if half == 0 else "even"
+            parts.append((f"{label} {other} half", f"{label} {name} half", on, held))
+    for label in labels:
+        for other in labels:
+            if other != label:
+                on = np.array([r.corpus == label for r in runs])
+                parts.append((f"all of {other}", f"all of {label}", on, ~on))
+    workloads = list(dict.fromkeys(r.workload for r in runs))
+    lowo = []
+    for workload in workloads:
+        held = np.array([r.workload == workload for r in runs])
+        lowo.append(workload)
+        parts.append((workload, "the other workloads", ~held, held))
+    held_ok = goal_ok = 0
+    for label, trained_on, on, held in parts:
+        if not on.any() or not held.any():
+            continue
+        chosen = choose(table, on, candidates)
+        row = part_row(table, label, trained_on, chosen, held, args.draws)
+        held_ok += "| yes | " in row
+        goal_ok += row.endswith("| yes |")
+        print(row)
     print(
-        "| held-out dataset | chosen | runs | cost % (vs patience=20) | rel. regret % "
-        "(patience=20) | fail % (patience=20) |"
+        f"\nQuality held on {held_ok} of {len(parts)} held-out parts; the goal (quality held "
+        f"and >= 75% of the gap closed) on {goal_ok}."
     )
-    print("|---|---|---:|---:|---:|---:|")
-    for dataset in sorted({dataset_of(c.run) for c in curves}):
-        inside = [dataset_of(c.run) != dataset for c in curves]
-        pick, _ = choose(figures_on(inside), candidates)
-        held = figures_on([not k for k in inside])
-        s, b = held(pick), held(BASELINE)
+
+    auto = choose(table, everything, candidates)
+    print(f"\n## The choice on all {len(runs)} runs: `{auto}`\n")
+    print(f"(AUTO_SPEC in this checkout: `{AUTO_SPEC}`)\n")
+    print(HEAD)
+    print(part_row(table, "all runs (not held out)", "all runs", auto, everything, args.draws))
+    for label in labels:
+        mask = np.array([r.corpus == label for r in runs])
+        print(part_row(table, f"all of {label} (not held out)", "all runs", auto, mask, args.draws))
+
+    print("\n## Per workload: patience=20 and the choice on all runs (in-sample)\n")
+    print(
+        "| workload | runs | oracle cost % | p20 cost % | choice cost % | p20 loss regret % "
+        "| choice loss regret % | p20 > 1% | choice > 1% | p20 fail % | choice fail % |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for workload in workloads:
+        mask = np.array([r.workload == workload for r in runs])
+        o, b, c = (table.figures(n, mask) for n in (ORACLE, BASELINE, auto))
         print(
-            f"| {dataset} | `{pick}` | {s.runs} | {fmt(s.mean_cost, digits=1)} "
-            f"({fmt(b.mean_cost, digits=1)}) | {fmt(s.mean_rel_regret)} ({fmt(b.mean_rel_regret)}) "
-            f"| {fmt(s.fail_rate, digits=1)} ({fmt(b.fail_rate, digits=1)}) |"
+            f"| {workload} | {int(mask.sum())} | {fmt(o[0], digits=1)} | {fmt(b[0], digits=1)} "
+            f"| {fmt(c[0], digits=1)} | {fmt(b[1])} | {fmt(c[1])} | {fmt(b[2], digits=1)} "
+            f"| {fmt(c[2], digits=1)} | {fmt(b[3], digits=1)} | {fmt(c[3], digits=1)} |"
         )
+
+    print("\n## Every candidate on each corpus\n")
+    print("| policy | " + " | ".join(f"{x} cost / loss regret / >1% / fail" for x in labels) + " |")
+    print("|---|" + "---|" * len(labels))
+    for name in [ORACLE, *specs]:
+        cells = []
+        for label in labels:
+            mask = np.array([r.corpus == label for r in runs])
+            c, lr, sh, fl = table.figures(name, mask)
+            cells.append(
+                f"{fmt(c, digits=1)} / {fmt(lr)} / {fmt(sh, digits=1)} / {fmt(fl, digits=1)}"
+            )
+        print(f"| `{name}` | " + " | ".join(cells) + " |")
+    if args.plot:
+        from frontier_plot import plot_frontier
+
+        plot_frontier(table, labels, auto, BASELINE, args.plot)
+        print(f"\nfigure saved to {args.plot}")
     return 0
 
 

@@ -8,9 +8,12 @@ hundred policies is a few million stopper steps.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 
 from earlystop import Curve, read_curves
 from earlystop._replay.replay import Outcome, outcome_at, stop_evaluation
@@ -31,11 +34,54 @@ def _stops(spec: str) -> tuple[str, list[int] | str]:
         return spec, str(error)
 
 
-def replay_stops(path: str, specs: Sequence[str], jobs: int = 2) -> dict[str, list[int] | str]:
+def replay_stops(
+    path: str, specs: Sequence[str], jobs: int = 2, cache: str | None = None
+) -> dict[str, list[int] | str]:
     """``{spec as given: [s for every run]}`` for every spec, runs in file order.
 
-    A policy that raises on some run gets the error message instead of the list.
+    A policy that raises on some run gets the error message instead of the list. With
+    ``cache`` (a folder), the stop of every (run, spec) is kept in ``CACHE/stops.json``,
+    keyed by a hash of the run's recorded values, so only new runs and new specs are
+    replayed (a changed rule needs the cache folder deleted).
     """
+    if cache is None:
+        return _replay_stops(path, specs, jobs)
+    curves = read_curves(path)
+    keys = [_digest(curve) for curve in curves]
+    store = Path(cache) / "stops.json"
+    known: dict[str, dict[str, int | str]] = json.loads(store.read_text()) if store.exists() else {}
+    missing = [
+        (spec, [i for i, key in enumerate(keys) if spec not in known.get(key, {})])
+        for spec in dict.fromkeys(specs)
+    ]
+    todo = [(spec, rows) for spec, rows in missing if rows]
+    if todo:
+        for spec, rows in todo:
+            _, policy = load_policy(spec)
+            for i in rows:
+                try:
+                    value: int | str = stop_evaluation(policy, curves[i])
+                except ValueError as error:
+                    value = str(error)
+                known.setdefault(keys[i], {})[spec] = value
+        store.parent.mkdir(parents=True, exist_ok=True)
+        tmp = store.with_suffix(".tmp")
+        tmp.write_text(json.dumps(known))
+        tmp.replace(store)
+    result: dict[str, list[int] | str] = {}
+    for spec in specs:
+        stops = [known[key][spec] for key in keys]
+        errors = [s for s in stops if isinstance(s, str)]
+        result[spec] = errors[0] if errors else [int(s) for s in stops]
+    return result
+
+
+def _digest(curve: Curve) -> str:
+    payload = json.dumps([curve.run, curve.epochs, sorted(curve.columns.items())])
+    return hashlib.sha1(payload.encode()).hexdigest()[:20]
+
+
+def _replay_stops(path: str, specs: Sequence[str], jobs: int) -> dict[str, list[int] | str]:
     if jobs <= 1:
         _init(path)
         return dict(_stops(spec) for spec in specs)

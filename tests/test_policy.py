@@ -83,6 +83,20 @@ def test_auto_resolves_to_the_constant() -> None:
     assert parse_policy(" auto ") == parse_policy(AUTO_SPEC)
 
 
+def test_auto_prints_as_auto_and_round_trips() -> None:
+    auto = parse_policy("auto")
+    assert str(auto) == "auto"
+    assert repr(auto) == "parse_policy('auto')"
+    assert auto.expanded() == str(parse_policy(AUTO_SPEC))
+    assert parse_policy(str(auto)) == auto
+    assert str(parse_policy(AUTO_SPEC)) != "auto"  # written out, it stays written out
+
+
+def test_auto_name_is_checked() -> None:
+    with pytest.raises(ValueError, match=r"`name` must be None or 'auto', got 'fast'"):
+        Policy(name="fast")
+
+
 def test_patience_defaults_to_none_with_criteria_and_7_without() -> None:
     assert parse_policy("gl=2").patience is None
     assert parse_policy("ema=0.5").patience == 7
@@ -90,10 +104,10 @@ def test_patience_defaults_to_none_with_criteria_and_7_without() -> None:
 
 
 KNOWN = (
-    "(known: adaptive, all(...), any(...), auto, baseline, confidence, divergence_threshold, "
-    "ema, gl, lr_factor, lr_restart, mean, median, min_delta, min_lr, min_patience, "
-    "min_rel_delta, on_nonfinite, patience, plateau, pq, start_from_epoch, stopping_threshold, "
-    "strip, up)"
+    "(known: adaptive, all(...), any(...), auto, baseline, budget, confidence, "
+    "divergence_threshold, ema, gl, lr_factor, lr_restart, mean, median, min_delta, min_lr, "
+    "min_patience, min_rel_delta, noise_delta, noise_patience, noise_window, on_nonfinite, "
+    "patience, plateau, pq, rising, start_from_epoch, stopping_threshold, strip, trend, up)"
 )
 
 
@@ -154,8 +168,14 @@ KNOWN = (
         ("", "policy SPEC is empty (try 'patience=7' or 'auto')"),
         ("auto,patience=3", "'auto' cannot be combined with other options in 'auto,patience=3'"),
         ("strip=3", "`strip` applies to pq and up, and the policy has neither"),
-        ("gl=2,confidence=0.9", "`confidence` applies to plateau, and the policy has none"),
-        ("min_patience=3", "`min_patience` applies to adaptive, and the policy has none"),
+        (
+            "gl=2,confidence=0.9",
+            "`confidence` applies to plateau, trend and rising, and the policy has none of them",
+        ),
+        (
+            "min_patience=3",
+            "`min_patience` applies to adaptive and budget, and the policy has neither",
+        ),
         ("adaptive=x", "policy option 'adaptive' must be a number, got 'x' in 'adaptive=x'"),
         (
             "adaptive=0.3,min_patience=0",
@@ -262,6 +282,8 @@ rules = st.one_of(
     st.builds(Rule, st.just("up"), st.integers(1, 9).map(float)),
     st.builds(Rule, st.just("plateau"), st.integers(3, 30).map(float)),
     st.builds(Rule, st.just("adaptive"), numbers),
+    st.builds(Rule, st.sampled_from(["trend", "rising"]), st.integers(4, 30).map(float)),
+    st.builds(Rule, st.sampled_from(["noise_delta", "budget"]), numbers),
 )
 terms = st.recursive(
     rules,
@@ -292,8 +314,14 @@ def policies(draw: st.DrawFn) -> Policy:
         median=draw(st.integers(1, 20)) if smoother == "median" else None,
         criteria=criteria,
         strip=draw(st.integers(1, 10)) if "'pq'" in names or "'up'" in names else 5,
-        confidence=draw(st.floats(0.51, 0.999)) if "'plateau'" in names else 0.95,
-        min_patience=draw(st.integers(1, 30)) if "'adaptive'" in names else 1,
+        confidence=draw(st.floats(0.51, 0.999))
+        if any(f"'{n}'" in names for n in ("plateau", "trend", "rising"))
+        else 0.95,
+        min_patience=draw(st.integers(1, 30))
+        if "'adaptive'" in names or "'budget'" in names
+        else 1,
+        noise_patience=draw(st.integers(1, 30)) if "'noise_delta'" in names else 10,
+        noise_window=draw(st.integers(4, 40)) if "'noise_delta'" in names else 20,
         min_lr=draw(st.floats(0.0, 0.1)) if hold else None,
         lr_factor=draw(st.floats(0.0, 0.99)) if hold else 0.1,
         lr_restart=draw(st.booleans()),
@@ -346,11 +374,21 @@ def test_early_stopping_auto_uses_the_auto_spec() -> None:
 def test_early_stopping_auto_says_how_long_it_waits() -> None:
     lines: list[str] = []
     early_stopping = EarlyStopping(policy="auto", path=None, verbose=True, trace_func=lines.append)
-    # 3 warm-up evaluations, best at 4, then 12 without improvement: max(12, ceil(0.3 * 4))
-    decisions = [early_stopping(v) for v in [5.0, 4.0, 3.0, 1.0, *[2.0] * 12]]
-    assert [d.should_stop for d in decisions] == [False] * 15 + [True]
-    assert lines[:2] == [
-        "Validation loss decreased (inf --> 1.000000).",
-        "EarlyStopping counter: 1 no fixed patience",
+    # best at 4, then a steady climb: the over-fitting detector stops well before patience 25
+    decisions = [
+        early_stopping(v) for v in [5.0, 4.0, 3.0, 1.0, *(1 + 0.01 * i for i in range(1, 14))]
     ]
-    assert lines[-1].startswith("EarlyStopping: stop at evaluation 16: criterion adaptive=0.3 (")
+    assert [d.should_stop for d in decisions] == [False] * 16 + [True]
+    assert lines[4:6] == [
+        "EarlyStopping counter: 1 out of 25",
+        "EarlyStopping counter: 2 out of 25",
+    ]
+    assert lines[-1] == (
+        "EarlyStopping: stop at evaluation 17: criterion rising=15 (worsening trend in the "
+        "last 15: Mann-Kendall z=3.81, Theil-Sen 0.01 per evaluation)"
+    )
+    # a flat tail (ties) is no trend: patience 25 stops it
+    flat = EarlyStopping(policy="auto", path=None)
+    decisions = [flat(v) for v in [5.0, 4.0, 3.0, 1.0, *[2.0] * 25]]
+    assert [d.should_stop for d in decisions].index(True) == 28
+    assert decisions[-1].reason == "patience"

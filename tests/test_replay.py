@@ -201,6 +201,8 @@ JSON_KEYS = {
     "left_out",
     "acc_runs",
     "spec",
+    "mean_loss_regret",
+    "share_loss_over_1pct",
 }
 
 
@@ -208,10 +210,14 @@ def test_cli_json(curves_file: Path, capsys: pytest.CaptureFixture[str]) -> None
     argv = ["replay", str(curves_file), "--policy", "patience=1", "--policy", "patience=2"]
     assert main([*argv, "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
-    assert [row["policy"] for row in rows] == ["patience=1", "patience=2"]
+    assert [row["policy"] for row in rows] == ["patience=1", "patience=2", "oracle"]
     assert all(set(row) == JSON_KEYS for row in rows)
     assert rows[0]["mean_rel_regret"] == pytest.approx(0.625)
     assert rows[0]["fail_rate"] == pytest.approx(0.5)
+    assert rows[0]["mean_loss_regret"] == pytest.approx(0.625)
+    assert rows[0]["share_loss_over_1pct"] == pytest.approx(1.0)
+    assert rows[2]["mean_cost"] == pytest.approx((6 / 6 + 3 / 5 + 2 / 3) / 3)
+    assert rows[2]["mean_loss_regret"] == 0.0
 
 
 def test_cli_table_and_plot(
@@ -230,6 +236,8 @@ def test_cli_table_and_plot(
         "rel_regret%",
         "acc_regret",
         "fail%",
+        "loss_regret%",
+        ">1%",
     ]
     assert out.splitlines()[2].split() == [
         "patience=1",
@@ -240,17 +248,30 @@ def test_cli_table_and_plot(
         "62.50",
         "2.50",
         "50.0",
+        "62.50",
+        "100.0",
     ]
+    assert out.splitlines()[3].split()[:3] == ["oracle", "3", "75.6"]
     assert "1 left out of the regret figures" in out
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cli_table_prints_auto_with_its_expansion_in_a_footer(
+    curves_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["replay", str(curves_file), "--policy", "auto"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[2].split()[0] == "auto"
+    assert lines[4] == f"auto = {AUTO_SPEC}"
 
 
 def test_cli_monitor_max_column(curves_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # monitoring test_acc is allowed (any column) and defaults to mode max for *acc*
     argv = ["replay", str(curves_file), "--policy", "patience=1", "--monitor", "test_acc"]
     assert main([*argv, "--json"]) == 0
-    (row,) = json.loads(capsys.readouterr().out)
+    row, oracle = json.loads(capsys.readouterr().out)
     assert row["runs"] == 3
+    assert oracle["policy"] == "oracle"
 
 
 @pytest.mark.parametrize(
@@ -344,7 +365,7 @@ def test_cli_by_label_reports_each_value_then_all(
     path.write_text("\n".join(rows) + "\n")
     argv = ["replay", str(path), "--policy", "patience=1", "--by", "task"]
     assert main([*argv, "--json"]) == 0
-    found = json.loads(capsys.readouterr().out)
+    found = [row for row in json.loads(capsys.readouterr().out) if row["policy"] == "patience=1"]
     assert [(row["by"]["task"], row["runs"]) for row in found] == [
         ("easy", 2),
         ("hard", 1),
@@ -374,7 +395,7 @@ def test_cli_prints_policies_as_written_and_no_empty_left_out(
     assert main(["replay", str(path), "--policy", "auto", "--policy", "patience=2"]) == 0
     out = capsys.readouterr().out
     assert out.splitlines()[2].split()[0] == "auto"
-    assert out.splitlines()[-1] == f"auto = {AUTO_SPEC}"
+    assert out.count(f"auto = {AUTO_SPEC}") == 1  # the expansion, once
     assert "left out" not in out  # nothing was
     assert "patience=2 =" not in out  # written as its own expansion: no footer line
 

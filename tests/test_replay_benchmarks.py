@@ -63,11 +63,38 @@ def test_replay_table(corpus: Path, tmp_path: Path) -> None:
     assert figure.read_bytes()[:4] == b"\x89PNG"
 
 
-def test_auto_policy(corpus: Path) -> None:
+def test_auto_policy(corpus: Path, tmp_path: Path) -> None:
+    figure = tmp_path / "frontier.png"
     out = run_script(
-        str(ROOT / "benchmarks/auto_policy.py"), "--curves", str(corpus), "--jobs", "1"
+        str(ROOT / "benchmarks/auto_policy.py"),
+        "--corpus",
+        f"one={corpus}",
+        "--corpus",
+        f"two={corpus}",
+        "--quick",
+        "--draws",
+        "50",
+        "--cache",
+        str(tmp_path / "cache"),
+        "--plot",
+        str(figure),
     )
-    assert out.startswith("Chosen on the selection half (4 runs): ")
-    assert "Evaluation half (4 runs, never seen by the choice):" in out
-    assert "| a | `" in out
-    assert "| b | `" in out
+    assert out.startswith("11 candidates, 16 runs (one, two).")
+    assert "| one odd half | 4 | one even half | `" in out
+    assert "| all of two | 8 | all of one | `" in out
+    assert "| one:a | 4 | the other workloads | `" in out
+    assert "## The choice on all 16 runs: `" in out
+    assert "| `oracle` | " in out
+    assert figure.read_bytes()[:4] == b"\x89PNG"
+    assert list((tmp_path / "cache").glob("*.json"))  # the stops were cached
+    again = run_script(
+        str(ROOT / "benchmarks/auto_policy.py"),
+        "--corpus",
+        f"one={corpus}",
+        "--quick",
+        "--draws",
+        "50",
+        "--cache",
+        str(tmp_path / "cache"),
+    )
+    assert "| one:b | 4 | the other workloads | `" in again

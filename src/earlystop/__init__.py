@@ -31,11 +31,14 @@ from ._frontend.early_stopping import EarlyStopping
 from ._replay.curves import Curve, CurveRecorder, CurvesError, read_curves
 from ._replay.replay import Outcome, Summary, pareto_front, replay, replay_run, summarize
 from ._replay.tune import patience_guidance
+from ._rules.budget import BudgetPatience
 from ._rules.compose import AllOf, AnyOf, Composite, all_of, any_of, composite
 from ._rules.criteria import GL, PQ, UP, AdaptivePatience, Plateau
+from ._rules.noise import NoiseDelta
 from ._rules.policy import AUTO_SPEC, Policy, parse_policy
 from ._rules.scheduler import SchedulerAware
 from ._rules.smoothing import EMA, MovingMean, MovingMedian
+from ._rules.trend import Rising, Trend, mann_kendall, theil_sen
 from ._weights.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
 from ._weights.keeper import WeightsKeeper
 from ._weights.lost import LostWeightsWarning
@@ -48,6 +51,7 @@ __all__ = [  # noqa: RUF022 (plain sorted order, pinned by tests/test_import.py)
     "Agreement",
     "AllOf",
     "AnyOf",
+    "BudgetPatience",
     "Checkpoint",
     "CheckpointError",
     "Composite",
@@ -65,6 +69,7 @@ __all__ = [  # noqa: RUF022 (plain sorted order, pinned by tests/test_import.py)
     "Mode",
     "MovingMean",
     "MovingMedian",
+    "NoiseDelta",
     "NonFinite",
     "Outcome",
     "PQ",
@@ -72,11 +77,13 @@ __all__ = [  # noqa: RUF022 (plain sorted order, pinned by tests/test_import.py)
     "Policy",
     "RanksOutOfStepError",
     "ReshardedError",
+    "Rising",
     "SchedulerAware",
     "Smoother",
     "StopReason",
     "Stopper",
     "Summary",
+    "Trend",
     "UP",
     "WeightsKeeper",
     "__version__",
@@ -85,6 +92,7 @@ __all__ = [  # noqa: RUF022 (plain sorted order, pinned by tests/test_import.py)
     "composite",
     "export_sharded_checkpoint",
     "load_checkpoint",
+    "mann_kendall",
     "pareto_front",
     "parse_policy",
     "patience_guidance",
@@ -93,6 +101,7 @@ __all__ = [  # noqa: RUF022 (plain sorted order, pinned by tests/test_import.py)
     "replay_run",
     "save_checkpoint",
     "summarize",
+    "theil_sen",
     "to_float",
 ]
 

@@ -183,5 +183,5 @@ def named_policies(specs: list[str]) -> tuple[list[tuple[str, Buildable]], dict[
 
 
 def expansion_lines(expansions: dict[str, str]) -> list[str]:
-    """The footer lines ``NAME = FULL SPEC``."""
-    return [f"{name} = {spec}" for name, spec in expansions.items()]
+    """The footer lines ``NAME = FULL SPEC`` (``auto``'s is printed by the table itself)."""
+    return [f"{name} = {spec}" for name, spec in expansions.items() if name != "auto"]

@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from .._replay.curves import Curve, CurvesError
-from .._replay.replay import Summary, summarize
+from .._replay.replay import Summary, oracle_summary, summarize
 from .._replay.report import format_table, replay_footer
 from .._replay.tune import outcomes_for
 from .common import (
@@ -77,7 +77,9 @@ def run(args: argparse.Namespace) -> int:
     results: list[tuple[str | None, list[Summary]]] = []
     for value, runs in sections:
         outcomes = outcomes_for(policies, runs, args.monitor, mode)
-        results.append((value, [summarize(name, found) for name, found in outcomes.items()]))
+        summaries = [summarize(name, found) for name, found in outcomes.items()]
+        summaries.append(oracle_summary(runs, args.monitor, mode))  # the frontier
+        results.append((value, summaries))
 
     if args.json:
         rows: list[dict[str, Any]] = []

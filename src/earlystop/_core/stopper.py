@@ -24,7 +24,7 @@ from .values import decode_float, encode_float, to_float
 class PolicyBuilder(Protocol):
     """Builds a stopper from a policy SPEC; the policy layer registers one at import."""
 
-    def __call__(self, policy: Any, *, mode: str) -> Stopper: ...
+    def __call__(self, policy: Any, *, mode: str, max_epochs: int | None = None) -> Stopper: ...
 
 
 _policy_builder: list[PolicyBuilder] = []
@@ -131,11 +131,14 @@ class Stopper:
         self.reset()
 
     @classmethod
-    def from_policy(cls, policy: Any, *, mode: str | Mode = "min") -> Stopper:
+    def from_policy(
+        cls, policy: Any, *, mode: str | Mode = "min", max_epochs: int | None = None
+    ) -> Stopper:
         """A stopper configured by a policy SPEC or :class:`earlystop.Policy`.
 
-        The same as ``parse_policy(policy).build(mode=mode)`` (see
-        :func:`earlystop.parse_policy`).
+        The same as ``parse_policy(policy).build(mode=mode, max_epochs=max_epochs)`` (see
+        :func:`earlystop.parse_policy`). ``max_epochs`` is the planned number of
+        evaluations; budget-aware rules (``budget=...``) need it, the others ignore it.
 
         >>> Stopper.from_policy("gl=2").criteria
         (GL(alpha=2.0),)
@@ -143,7 +146,7 @@ class Stopper:
         parsed = parse_enum("mode", mode, Mode).value
         if not _policy_builder:  # pragma: no cover (earlystop/__init__ imports the policy layer)
             raise RuntimeError("no policy builder registered: import earlystop first")
-        return _policy_builder[0](policy, mode=parsed)
+        return _policy_builder[0](policy, mode=parsed, max_epochs=max_epochs)
 
     # -- state -------------------------------------------------------------------------
 

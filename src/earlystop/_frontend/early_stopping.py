@@ -18,7 +18,7 @@ from .._core.options import Mode, NonFinite, check_count, check_delta
 from .._core.protocols import Smoother
 from .._core.rollback import mark
 from .._core.stopper import Stopper
-from .._rules.policy import Policy, stopper_from_policy
+from .._rules.policy import Policy, check_max_epochs, stopper_from_policy
 from .._rules.scheduler import SchedulerAware
 from .._weights.background import BackgroundWriter
 from .._weights.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
@@ -94,6 +94,9 @@ class EarlyStopping:
             or ``"local"``; see :mod:`earlystop._distributed`. Only rank 0 writes ``path`` (every
             rank its shards, for a sharded model).
             Every rank must make each call; code calling it on rank 0 only needs ``"local"``.
+        max_epochs: the planned number of evaluations (epochs, or evaluations when you
+            evaluate every k steps), read by the budget-aware rules of ``policy``
+            (``budget=...``, see :class:`earlystop.BudgetPatience`); ``None``: unknown.
 
     Calling it returns the :class:`Decision`; it is truthy when training should stop.
     As in the seed, every improvement calls :meth:`save_checkpoint` (a subclass may override
@@ -137,7 +140,9 @@ class EarlyStopping:
         policy: str | Policy | None = None,
         background: bool = False,
         distributed: str | Agreement = "mean",
+        max_epochs: int | None = None,
     ) -> None:
+        self.max_epochs = check_max_epochs(max_epochs)
         # validate each under its own name first, so errors name what the caller wrote
         if delta is not None:
             check_delta("delta", delta)
@@ -165,7 +170,7 @@ class EarlyStopping:
         self.stopper = (
             Stopper(mode=mode, **rules)
             if policy is None
-            else stopper_from_policy(policy, mode=mode, rules=rules)
+            else stopper_from_policy(policy, mode=mode, rules=rules, max_epochs=max_epochs)
         )
         if not isinstance(verbose, bool):
             raise ValueError(f"`verbose` must be a bool, got {verbose!r}")

@@ -20,7 +20,15 @@ Over the runs:
   figures and counted in ``left_out``;
 - ``mean_acc_regret``: mean of ``100 * (test_acc[r] - test_acc[k])`` in points, over the
   runs with accuracy (a finite ``test_acc[r]``; a non-finite ``test_acc[k]`` counts as 0);
-- ``fail_rate``: share of the runs with accuracy whose accuracy regret exceeds 0.5 point.
+- ``fail_rate``: share of the runs with accuracy whose accuracy regret exceeds 0.5 point;
+- ``mean_loss_regret``: mean of ``max(0, rel)`` over the runs with a relative regret
+  ``rel`` (clipped to 1 as above): only losses count, so a few lucky early stops with a
+  lower test loss than the reference cannot hide real losses elsewhere;
+- ``share_loss_over_1pct``: share of those runs whose ``rel`` exceeds 0.01 (the kept
+  evaluation's test loss is more than 1% above the reference's).
+
+The ``oracle`` (:func:`oracle_outcomes`) stops every run at its reference ``r``: cost
+``r / n`` and no regret, the frontier no policy that sees only the past can beat.
 
 A figure with no run to average is ``nan``.
 """
@@ -40,10 +48,14 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FAIL_POINTS",
+    "LOSS_SHARE_LEVEL",
+    "ORACLE",
     "Buildable",
     "Outcome",
     "Summary",
     "best_evaluation",
+    "oracle_outcomes",
+    "oracle_summary",
     "outcome_at",
     "pareto_front",
     "replay",
@@ -54,13 +66,32 @@ __all__ = [
 
 #: An accuracy regret above this many points counts as a failure.
 FAIL_POINTS = 0.5
+#: ``share_loss_over_1pct`` counts the runs whose relative regret exceeds this.
+LOSS_SHARE_LEVEL = 0.01
+#: The name of the oracle row (see :func:`oracle_outcomes`).
+ORACLE = "oracle"
 _HIDDEN_PREFIX = "test_"  # columns a policy must never see
 
 
 class Buildable(Protocol):
-    """Anything that makes a fresh :class:`Stopper` per run (a parsed SPEC policy)."""
+    """Anything that makes a fresh :class:`Stopper` per run (a parsed SPEC policy).
+
+    When ``build`` also takes a ``max_epochs`` keyword (as :meth:`earlystop.Policy.build`
+    does), replay passes the run's number of evaluations: the budget a budget-aware rule
+    reads.
+    """
 
     def build(self, mode: str = "min") -> Stopper: ...
+
+
+def _takes_budget(policy: Buildable) -> bool:
+    import inspect
+
+    try:
+        parameters = inspect.signature(policy.build).parameters.values()
+    except (TypeError, ValueError):  # pragma: no cover (builtins without a signature)
+        return False
+    return any(p.name == "max_epochs" or p.kind is p.VAR_KEYWORD for p in parameters)
 
 
 @dataclass(frozen=True)
@@ -107,6 +138,8 @@ class Summary:
     fail_rate: float
     left_out: int
     acc_runs: int
+    mean_loss_regret: float = math.nan
+    share_loss_over_1pct: float = math.nan
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-safe dict: non-finite figures become ``None`` (nan) or ``"inf"``."""
@@ -158,7 +191,11 @@ def stop_evaluation(
         if name != monitor and name != "value" and not name.startswith(_HIDDEN_PREFIX)
     ]
     series = [curve.columns[name] for name in visible]
-    stopper = policy.build(mode=mode.value)
+    stopper = (
+        policy.build(mode=mode.value, max_epochs=len(values))  # type: ignore[call-arg]
+        if _takes_budget(policy)
+        else policy.build(mode=mode.value)
+    )
     for index, value in enumerate(values):
         metrics = {name: column[index] for name, column in zip(visible, series, strict=True)}
         try:
@@ -225,7 +262,36 @@ def summarize(policy: str, outcomes: Iterable[Outcome]) -> Summary:
         fail_rate=_mean([1.0 if a > FAIL_POINTS else 0.0 for a in acc]),
         left_out=sum(1 for o in items if o.regret is None),
         acc_runs=len(acc),
+        mean_loss_regret=_mean([max(0.0, r) for r in rel]),
+        share_loss_over_1pct=_mean([1.0 if r > LOSS_SHARE_LEVEL else 0.0 for r in rel]),
     )
+
+
+def oracle_outcomes(
+    curves: Sequence[Curve], monitor: str = "val_loss", mode: str | Mode = Mode.MIN
+) -> list[Outcome]:
+    """The outcomes of stopping every run at its best validation evaluation ``r``.
+
+    It needs the whole run (it looks ahead), so it is a yardstick, not a policy: cost
+    ``r / n``, regret 0. A run with no finite value is stopped at its last evaluation.
+    """
+    parsed = parse_enum("mode", mode, Mode)
+    return [
+        outcome_at(
+            curve,
+            best_evaluation(curve.series(monitor), len(curve), parsed) or len(curve),
+            monitor,
+            parsed,
+        )
+        for curve in curves
+    ]
+
+
+def oracle_summary(
+    curves: Sequence[Curve], monitor: str = "val_loss", mode: str | Mode = Mode.MIN
+) -> Summary:
+    """The :class:`Summary` of :func:`oracle_outcomes`, named :data:`ORACLE`."""
+    return summarize(ORACLE, oracle_outcomes(curves, monitor, mode))
 
 
 def _percentile(values: Sequence[float], q: float) -> float:

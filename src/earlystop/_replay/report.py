@@ -6,6 +6,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+from .._rules.policy import AUTO_SPEC
 from .replay import Summary
 from .tune import TuneResult
 
@@ -17,11 +18,14 @@ def _cell(value: float, spec: str) -> str:
 
 
 def format_table(summaries: Sequence[Summary], marks: dict[str, str] | None = None) -> str:
-    """A fixed-width table, one row per policy (cost and rel. regret as percentages)."""
+    """A fixed-width table, one row per policy (cost and regrets as percentages).
+
+    ``loss_regret%`` is ``mean_loss_regret`` and ``>1%`` is ``share_loss_over_1pct``.
+    """
     width = max([len("policy"), *(len(s.policy) for s in summaries)]) + 2
     header = (
         f"{'policy':<{width}}{'runs':>5} {'cost%':>7} {'regret':>9} {'p90':>9} "
-        f"{'rel_regret%':>12} {'acc_regret':>11} {'fail%':>7}"
+        f"{'rel_regret%':>12} {'acc_regret':>11} {'fail%':>7} {'loss_regret%':>13} {'>1%':>6}"
     )
     lines = [header, "-" * len(header)]
     for s in summaries:
@@ -30,8 +34,11 @@ def format_table(summaries: Sequence[Summary], marks: dict[str, str] | None = No
             f"{s.policy + mark:<{width}}{s.runs:>5} {_cell(100 * s.mean_cost, '7.1f')} "
             f"{_cell(s.mean_regret, '9.4f')} {_cell(s.p90_regret, '9.4f')} "
             f"{_cell(100 * s.mean_rel_regret, '12.2f')} {_cell(s.mean_acc_regret, '11.2f')} "
-            f"{_cell(100 * s.fail_rate, '7.1f')}"
+            f"{_cell(100 * s.fail_rate, '7.1f')} {_cell(100 * s.mean_loss_regret, '13.2f')} "
+            f"{_cell(100 * s.share_loss_over_1pct, '6.1f')}"
         )
+    if any(s.policy == "auto" for s in summaries):  # `auto` prints as auto; say what it is
+        lines.append(f"auto = {AUTO_SPEC}")
     return "\n".join(lines)
 
 

@@ -1,0 +1,625 @@
+"""Corpus v2: learning curves of workloads unlike corpus v1's small MLPs on tabular data.
+
+Every run trains for its whole budget, whatever its curve does, so that any stopping
+policy can be replayed on it afterwards (the format is ``earlystop.read_curves``'s: one row
+per run and evaluation with ``train_loss``, ``val_loss``, ``test_loss``, ``val_acc``,
+``test_acc`` and ``lr``). The ``epoch`` column is the evaluation's position in the run:
+an epoch for runs evaluated once per epoch, the optimizer step for runs evaluated every k
+steps (their names say ``every<k>``). ``train_loss`` is the mean training loss of the
+mini-batches since the previous evaluation (no extra pass over the training set).
+
+Workloads (the first part of every run name), all from local data:
+
+- ``digits_cnn``: a tiny CNN on scikit-learn's 8x8 digits (600 train, 400 validation,
+  397 clean test images; label noise on train and validation).
+- ``mnist_cnn``: a small strided CNN on a subset of real MNIST when
+  ``../shared/data/mnist`` holds the gzip IDX files (skipped otherwise), evaluated every
+  k optimizer steps on 1000 validation and 1000 test images.
+- ``mnist1d_cnn``: a 1-D CNN on a synthetic task in the spirit of mnist1d (ten 1-D
+  templates, randomly shifted, scaled, sheared and noised; generated offline from a seed).
+- ``modular``: an MLP or a one-layer transformer on ``(a + b) mod p`` or ``(a - b) mod p``
+  from a fraction of all pairs, full batch with strong weight decay: late, sudden
+  improvement (grokking-like), evaluated every k steps.
+- ``finetune``: pre-train on one split (digits 0-4, or mnist1d with one noise level),
+  then fine-tune a new head and the body on another (digits 5-9 with few labels, or
+  mnist1d with other noise); only the fine-tuning is recorded.
+
+Schedules: constant, step, plateau, warm-up + cosine, one-cycle, cosine with restarts.
+Budgets run from 100 to 300 evaluations. Configurations are drawn from one master seed;
+each is trained with three seeds (consecutive runs). Configuration ``i`` depends only on
+``(seed, i)``, so ``--runs N`` trains a prefix of ``--runs M`` for ``M > N``.
+
+Each finished run is cached as one JSON file under ``--cache`` (default
+``benchmarks/curves/.cache-v2/``, not committed), so an interrupted generation resumes where
+it stopped; the corpus file is written from the cache at the end::
+
+    python benchmarks/curves/generate_v2.py --runs 237 --seed 0   # the committed corpus
+
+``--quick`` trains five tiny runs (one per workload family) for a few evaluations, without
+a cache (a smoke test that takes seconds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import hashlib
+import json
+import math
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_MNIST = next(
+    (
+        base / "shared" / "data" / "mnist"
+        for base in (ROOT.parent, ROOT.parent.parent)
+        if (base / "shared" / "data" / "mnist").is_dir()
+    ),
+    ROOT.parent / "shared" / "data" / "mnist",
+)
+COLUMNS = ["train_loss", "test_loss", "val_acc", "test_acc", "lr"]
+SEEDS_PER_CONFIG = 3
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything that defines one run; ``name`` spells it out."""
+
+    workload: str
+    variant: str  # architecture / task details
+    optimizer: str
+    lr: float
+    schedule: str
+    noise: float
+    batch: int  # 0 = full batch
+    evals: int  # number of evaluations recorded
+    every: int  # 0 = once per epoch, else every k optimizer steps
+    seed: int
+    group: int  # configuration number (the seeds of one configuration share it)
+
+    @property
+    def name(self) -> str:
+        cadence = "epoch" if self.every == 0 else f"every{self.every}"
+        return (
+            f"{self.workload}/{self.variant}/{self.optimizer}/lr{self.lr:g}/{self.schedule}/"
+            f"noise{self.noise:g}/b{self.batch}/{cadence}/n{self.evals}/g{self.group}/s{self.seed}"
+        )
+
+    def key(self) -> str:
+        return hashlib.sha1(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
+
+
+# -- data -------------------------------------------------------------------------------
+
+Split = tuple[np.ndarray, np.ndarray]
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    with gzip.open(path, "rb") as handle:
+        raw = handle.read()
+    dims = raw[3]
+    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(dims))
+    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * dims).reshape(shape)
+
+
+def _noisy(y: np.ndarray, rate: float, classes: int, rng: np.random.Generator) -> np.ndarray:
+    y = y.copy()
+    flip = rng.random(len(y)) < rate
+    y[flip] = (y[flip] + rng.integers(1, classes, size=int(flip.sum()))) % classes
+    return y
+
+
+def digits_splits(
+    seed: int, noise: float, classes: tuple[int, ...] = tuple(range(10)), n_train: int = 1000
+) -> tuple[Split, Split, Split]:
+    """Digits 8x8 images (N, 1, 8, 8) scaled to [0, 1]; labels renumbered from 0."""
+    from sklearn.datasets import load_digits
+
+    x_all, y_all = load_digits(return_X_y=True)
+    keep = np.isin(y_all, classes)
+    x_all = (x_all[keep] / 16.0).astype(np.float32).reshape(-1, 1, 8, 8)
+    y_all = np.searchsorted(np.array(classes), y_all[keep]).astype(np.int64)
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(x_all))
+    n_test = min(397, len(order) // 4)
+    n_val = min(400, len(order) // 4)
+    test, val = order[:n_test], order[n_test : n_test + n_val]
+    train = order[n_test + n_val :][:n_train]
+    k = len(classes)
+    return (
+        (x_all[train], _noisy(y_all[train], noise, k, rng)),
+        (x_all[val], _noisy(y_all[val], noise, k, rng)),
+        (x_all[test], y_all[test]),
+    )
+
+
+_MNIST: dict[str, tuple[np.ndarray, ...]] = {}
+
+
+def mnist_splits(mnist: Path, seed: int, noise: float, n_train: int) -> tuple[Split, Split, Split]:
+    """A seeded MNIST subset: train/validation from the training file, test from t10k."""
+    if "x" not in _MNIST:
+        _MNIST["x"] = _read_idx(mnist / "train-images-idx3-ubyte.gz")
+        _MNIST["y"] = _read_idx(mnist / "train-labels-idx1-ubyte.gz")
+        _MNIST["tx"] = _read_idx(mnist / "t10k-images-idx3-ubyte.gz")
+        _MNIST["ty"] = _read_idx(mnist / "t10k-labels-idx1-ubyte.gz")
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(_MNIST["x"]))[: n_train + 1000]
+    test = rng.permutation(len(_MNIST["tx"]))[:1000]
+
+    def images(raw: np.ndarray, index: np.ndarray) -> np.ndarray:
+        return (raw[index].astype(np.float32) / 255.0).reshape(-1, 1, 28, 28)
+
+    y = _MNIST["y"].astype(np.int64)
+    return (
+        (images(_MNIST["x"], order[1000:]), _noisy(y[order[1000:]], noise, 10, rng)),
+        (images(_MNIST["x"], order[:1000]), _noisy(y[order[:1000]], noise, 10, rng)),
+        (images(_MNIST["tx"], test), _MNIST["ty"][test].astype(np.int64)),
+    )
+
+
+def mnist1d_like(n: int, rng: np.random.Generator, jitter: float) -> Split:
+    """A synthetic 1-D digit task: ten fixed templates, randomly transformed and noised.
+
+    The templates come from a fixed seed (the task is the same for every run); each sample
+    is a template padded to 40 points, shifted, scaled, sheared, blurred with correlated
+    noise and white noise of scale ``jitter``.
+    """
+    base = np.random.default_rng(1234)
+    knots = base.normal(size=(10, 6))
+    grid = np.linspace(0, 5, 12)
+    templates = np.stack([np.interp(grid, np.arange(6), k) for k in knots])  # (10, 12)
+    labels = rng.integers(0, 10, size=n)
+    out = np.zeros((n, 40), np.float32)
+    t = np.linspace(-1, 1, 40)
+    for i, label in enumerate(labels):
+        signal = np.zeros(40)
+        start = int(rng.integers(4, 24))
+        signal[start : start + 12] = templates[label] * rng.uniform(0.7, 1.3)
+        signal = signal + rng.normal(0, 0.25) * t  # shear
+        corr = np.convolve(rng.normal(0, jitter, 44), np.ones(5) / 5, mode="valid")
+        out[i] = signal + corr + rng.normal(0, jitter * 0.6, 40)
+    return out.reshape(n, 1, 40), labels.astype(np.int64)
+
+
+def mnist1d_splits(
+    seed: int, noise: float, jitter: float, n_train: int
+) -> tuple[Split, Split, Split]:
+    rng = np.random.default_rng(seed)
+    (xt, yt), (xv, yv), (xs, ys) = (mnist1d_like(m, rng, jitter) for m in (n_train, 1000, 1000))
+    return (xt, _noisy(yt, noise, 10, rng)), (xv, _noisy(yv, noise, 10, rng)), (xs, ys)
+
+
+def modular_splits(seed: int, p: int, op: str, fraction: float) -> tuple[Split, Split, Split]:
+    """All pairs (a, b) with the label (a op b) mod p; a fraction trains, the rest is split."""
+    a, b = np.meshgrid(np.arange(p), np.arange(p), indexing="ij")
+    x = np.stack([a.ravel(), b.ravel()], 1).astype(np.int64)
+    y = ((x[:, 0] + x[:, 1]) if op == "add" else (x[:, 0] - x[:, 1])) % p
+    order = np.random.default_rng(seed).permutation(len(x))
+    n_train = int(fraction * len(x))
+    rest = order[n_train:]
+    half = len(rest) // 2
+    return (
+        (x[order[:n_train]], y[order[:n_train]]),
+        (x[rest[:half]], y[rest[:half]]),
+        (x[rest[half:]], y[rest[half:]]),
+    )
+
+
+# -- models ---------------------------------------------------------------------------
+
+
+def build_model(config: Config) -> Any:
+    import torch
+    from torch import nn
+
+    v = config.variant
+    if config.workload in ("digits_cnn", "finetune") and v.startswith("digits"):
+        c = 8 if "c8" in v else 4
+        return nn.Sequential(
+            nn.Conv2d(1, c, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(c, 2 * c, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Dropout(0.25 if "drop" in v else 0.0),
+            nn.Linear(2 * c * 16, 10),
+        )
+    if config.workload == "mnist_cnn":
+        c = 8 if "c8" in v else 4
+        return nn.Sequential(
+            nn.Conv2d(1, c, 5, stride=2),
+            nn.ReLU(),
+            nn.Conv2d(c, 2 * c, 3, stride=2),
+            nn.ReLU(),
+            nn.Flatten(),
+            nn.Dropout(0.25 if "drop" in v else 0.0),
+            nn.Linear(2 * c * 25, 10),
+        )
+    if config.workload in ("mnist1d_cnn", "finetune"):
+        c = 16 if "c16" in v else 8
+        return nn.Sequential(
+            nn.Conv1d(1, c, 5, padding=2),
+            nn.ReLU(),
+            nn.Conv1d(c, c, 3, stride=2, padding=1),
+            nn.ReLU(),
+            nn.Conv1d(c, c, 3, stride=2, padding=1),
+            nn.ReLU(),
+            nn.Flatten(),
+            nn.Linear(c * 10, 10),
+        )
+    # modular
+    p = int(v.split("-")[1][1:])
+    width = 64
+
+    class Mlp(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.embed = nn.Embedding(p, width)
+            self.body = nn.Sequential(nn.Linear(2 * width, 128), nn.ReLU(), nn.Linear(128, p))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.body(self.embed(x).flatten(1))
+
+    class Transformer(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.embed = nn.Embedding(p, 32)
+            self.pos = nn.Parameter(torch.randn(2, 32) * 0.1)
+            self.layer = nn.TransformerEncoderLayer(
+                32, 2, dim_feedforward=64, dropout=0.0, batch_first=True
+            )
+            self.head = nn.Linear(32, p)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            h = self.layer(self.embed(x) + self.pos)
+            return self.head(h.mean(1))
+
+    return Transformer() if v.startswith("tf") else Mlp()
+
+
+def build_optimizer(config: Config, params: Any) -> Any:
+    import torch
+
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=config.lr, momentum=0.9)
+    if config.optimizer == "adam":
+        return torch.optim.Adam(params, lr=config.lr)
+    wd = 1.0 if config.workload == "modular" else 0.01
+    return torch.optim.AdamW(params, lr=config.lr, weight_decay=wd)
+
+
+def build_scheduler(name: str, optimizer: Any, evals: int) -> Any:
+    """A scheduler stepped once per evaluation (``evals`` steps in all)."""
+    import torch
+
+    s = torch.optim.lr_scheduler
+    if name == "step":
+        return s.MultiStepLR(optimizer, [evals // 2, (3 * evals) // 4], gamma=0.1)
+    if name == "plateau":
+        return s.ReduceLROnPlateau(optimizer, factor=0.2, patience=max(5, evals // 20))
+    if name == "warmup_cosine":
+        warm = max(1, evals // 20)
+
+        def factor(i: int) -> float:
+            if i < warm:
+                return (i + 1) / warm
+            return 0.5 * (1 + math.cos(math.pi * (i - warm) / max(1, evals - warm)))
+
+        return s.LambdaLR(optimizer, factor)
+    if name == "onecycle":
+        return s.OneCycleLR(optimizer, optimizer.param_groups[0]["lr"], total_steps=evals + 1)
+    if name == "restarts":
+        return s.CosineAnnealingWarmRestarts(optimizer, T_0=max(2, evals // 4))
+    return None
+
+
+# -- configurations ---------------------------------------------------------------------
+
+WORKLOADS = {  # share of configurations
+    "digits_cnn": 0.22,
+    "mnist_cnn": 0.18,
+    "mnist1d_cnn": 0.22,
+    "modular": 0.18,
+    "finetune": 0.20,
+}
+SCHEDULES = ("constant", "step", "plateau", "warmup_cosine", "onecycle", "restarts")
+
+
+def sample_config(seed: int, group: int, with_mnist: bool) -> Config:
+    """Configuration number ``group``, from ``(seed, group)`` only."""
+    rng = np.random.default_rng([seed, group])
+    names = [n for n in WORKLOADS if with_mnist or n != "mnist_cnn"]
+    shares = np.array([WORKLOADS[n] for n in names])
+    workload = str(names[rng.choice(len(names), p=shares / shares.sum())])
+    schedule = str(rng.choice(SCHEDULES))
+    pick = lambda options: options[int(rng.integers(len(options)))]  # noqa: E731
+    if workload == "digits_cnn":
+        variant = pick(["digits-c4", "digits-c8", "digits-c8-drop"])
+        optimizer = pick(["sgd", "adam", "adamw"])
+        lr = pick(
+            {"sgd": [0.01, 0.03, 0.1], "adam": [0.001, 0.003, 0.01]}.get(optimizer, [0.001, 0.003])
+        )
+        noise, batch, evals, every = (
+            pick([0.0, 0.1, 0.2, 0.3]),
+            128,
+            pick([100, 120]),
+            pick([0, 2, 2, 3]),
+        )
+    elif workload == "mnist_cnn":
+        variant = pick(["n1500-c4", "n3000-c4", "n1500-c8-drop", "n3000-c8"])
+        optimizer = pick(["sgd", "adam", "adamw"])
+        lr = pick(
+            {"sgd": [0.01, 0.03, 0.1], "adam": [0.0005, 0.001, 0.003]}.get(
+                optimizer, [0.001, 0.003]
+            )
+        )
+        noise, batch = pick([0.0, 0.1, 0.2]), pick([32, 64])
+        evals, every = pick([100, 120]), pick([2, 3])
+    elif workload == "mnist1d_cnn":
+        variant = pick(["n2000-j0.3-c8", "n2000-j0.5-c16", "n1000-j0.4-c8", "n1000-j0.4-c16"])
+        optimizer = pick(["sgd", "adam", "adamw"])
+        lr = pick(
+            {"sgd": [0.01, 0.03, 0.1], "adam": [0.001, 0.003, 0.01]}.get(optimizer, [0.001, 0.003])
+        )
+        noise, batch = pick([0.0, 0.1, 0.2]), 128
+        evals, every = pick([100, 150]), pick([0, 2, 3])
+    elif workload == "modular":
+        p = pick([31, 41])
+        arch = pick(["mlp", "mlp", "mlp", "tf"])
+        variant = f"{arch}-p{p}-{pick(['add', 'sub'])}-f{pick([0.4, 0.5, 0.6])}"
+        optimizer, lr = "adamw", (0.003 if arch == "tf" else pick([0.005, 0.01]))
+        schedule = pick(["constant", "constant", "warmup_cosine", "step"])
+        noise, batch = 0.0, 0
+        evals, every = pick([200, 300]), pick([5, 8])
+    else:  # finetune
+        variant = pick(
+            [
+                "digits-c8-from04",
+                "digits-c4-from04",
+                "mnist1d-c8-j0.3to0.5",
+                "mnist1d-c16-j0.2to0.5",
+            ]
+        )
+        optimizer = pick(["sgd", "adam"])
+        lr = pick({"sgd": [0.003, 0.01, 0.03], "adam": [0.0003, 0.001, 0.003]}[optimizer])
+        noise, batch = pick([0.0, 0.1, 0.2]), 64
+        evals, every = pick([100, 120]), 0
+    return Config(
+        workload,
+        variant,
+        optimizer,
+        float(lr),
+        schedule,
+        float(noise),
+        int(batch),
+        int(evals),
+        int(every),
+        0,
+        group,
+    )
+
+
+def sample_configs(runs: int, seed: int, with_mnist: bool) -> list[Config]:
+    """``runs`` runs: configurations in order, each with ``SEEDS_PER_CONFIG`` seeds."""
+    configs: list[Config] = []
+    group = 0
+    while len(configs) < runs:
+        base = sample_config(seed, group, with_mnist)
+        for s in range(SEEDS_PER_CONFIG):
+            if len(configs) < runs:
+                configs.append(Config(**{**asdict(base), "seed": 1000 * group + s}))
+        group += 1
+    return configs
+
+
+# -- training -----------------------------------------------------------------------------
+
+
+def load_splits(config: Config, mnist: Path) -> tuple[Split, Split, Split]:
+    v = config.variant
+    if config.workload == "digits_cnn":
+        return digits_splits(config.seed, config.noise, n_train=600)
+    if config.workload == "mnist_cnn":
+        return mnist_splits(mnist, config.seed, config.noise, int(v.split("-")[0][1:]))
+    if config.workload == "mnist1d_cnn":
+        n, j = v.split("-")[:2]
+        return mnist1d_splits(config.seed, config.noise, float(j[1:]), int(n[1:]))
+    if config.workload == "modular":
+        _, p, op, f = v.split("-")
+        return modular_splits(config.seed, int(p[1:]), op, float(f[1:]))
+    if v.startswith("digits"):  # fine-tune on 5-9 with few labels
+        return digits_splits(config.seed, config.noise, (5, 6, 7, 8, 9), n_train=150)
+    jitter = float(v.split("to")[1])
+    return mnist1d_splits(config.seed, config.noise, jitter, 200)
+
+
+def pretrain(config: Config, model: Any, mnist: Path) -> None:
+    """Fine-tuning runs: pre-train the body on another split, then reset the head."""
+    import torch
+    from torch import nn
+
+    v = config.variant
+    if v.startswith("digits"):
+        (x, y), _, _ = digits_splits(config.seed + 1, 0.0, (0, 1, 2, 3, 4), n_train=500)
+    else:
+        jitter = float(v.split("-j")[1].split("to")[0])
+        (x, y), _, _ = mnist1d_splits(config.seed + 1, 0.0, jitter, 1000)
+    xt, yt = torch.as_tensor(x), torch.as_tensor(y)
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.003)
+    for _ in range(10):
+        for batch in torch.split(torch.randperm(len(xt)), 64):
+            optimizer.zero_grad()
+            nn.functional.cross_entropy(model(xt[batch]), yt[batch]).backward()
+            optimizer.step()
+    head = model[-1]
+    head.reset_parameters()
+
+
+def train_run(config: Config, mnist: Path, record: Callable[..., None]) -> None:
+    """Train ``config`` for its whole budget, calling ``record`` after every evaluation."""
+    import torch
+    from torch import nn
+
+    torch.manual_seed(config.seed)
+    (xt, yt), (xv, yv), (xs, ys) = (
+        (torch.as_tensor(x), torch.as_tensor(y)) for x, y in load_splits(config, mnist)
+    )
+    model = build_model(config)
+    if config.workload == "finetune":
+        pretrain(config, model, mnist)
+    optimizer = build_optimizer(config, model.parameters())
+    scheduler = build_scheduler(config.schedule, optimizer, config.evals)
+    loss_fn = nn.CrossEntropyLoss()
+
+    def evaluate(x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+        out = model(x)
+        return float(loss_fn(out, y)), float((out.argmax(1) == y).float().mean())
+
+    def batches() -> Any:
+        while True:
+            if config.batch == 0:
+                yield slice(None)
+                continue
+            yield from torch.split(torch.randperm(len(xt)), config.batch)
+
+    stream = batches()
+    steps_per_epoch = 1 if config.batch == 0 else math.ceil(len(xt) / config.batch)
+    steps = config.every or steps_per_epoch
+    step = 0
+    for evaluation in range(1, config.evals + 1):
+        lr = optimizer.param_groups[0]["lr"]
+        model.train()
+        losses = []
+        for _ in range(steps):
+            batch = next(stream)
+            optimizer.zero_grad()
+            loss = loss_fn(model(xt[batch]), yt[batch])
+            if torch.isfinite(loss):
+                loss.backward()
+                optimizer.step()
+            losses.append(float(loss.detach()))
+            step += 1
+        model.eval()
+        with torch.no_grad():
+            val_loss, val_acc = evaluate(xv, yv)
+            test_loss, test_acc = evaluate(xs, ys)
+        record(
+            config.name,
+            step if config.every else evaluation,
+            val_loss,
+            train_loss=float(np.mean(losses)),
+            test_loss=test_loss,
+            val_acc=val_acc,
+            test_acc=test_acc,
+            lr=lr,
+        )
+        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            scheduler.step(val_loss if math.isfinite(val_loss) else math.inf)
+        elif scheduler is not None:
+            scheduler.step()
+
+
+def run_rows(config: Config, mnist: Path) -> list[list[Any]]:
+    rows: list[list[Any]] = []
+    train_run(
+        config,
+        mnist,
+        lambda run, epoch, val, **m: rows.append([epoch, val, *(m[c] for c in COLUMNS)]),
+    )
+    return rows
+
+
+def quick_configs() -> list[Config]:
+    return [
+        Config("digits_cnn", "digits-c4", "adam", 0.003, "warmup_cosine", 0.1, 64, 4, 0, 0, 0),
+        Config("mnist1d_cnn", "n1000-j0.4-c8", "sgd", 0.03, "onecycle", 0.1, 128, 4, 0, 1, 1),
+        Config("modular", "mlp-p31-add-f0.4", "adamw", 0.003, "constant", 0.0, 0, 4, 5, 2, 2),
+        Config("modular", "tf-p31-sub-f0.4", "adamw", 0.001, "restarts", 0.0, 0, 4, 5, 3, 3),
+        Config("finetune", "digits-c4-from04", "adam", 0.001, "plateau", 0.0, 16, 4, 0, 4, 4),
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=237, help="number of runs (default 237)")
+    parser.add_argument("--seed", type=int, default=0, help="master seed (default 0)")
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "curves" / "corpus_v2.csv.gz"))
+    parser.add_argument("--cache", default=str(ROOT / "benchmarks" / "curves" / ".cache-v2"))
+    parser.add_argument("--mnist", default=str(DEFAULT_MNIST), help="MNIST gzip IDX folder")
+    parser.add_argument("--quick", action="store_true", help="5 tiny runs, no cache (smoke test)")
+    parser.add_argument(
+        "--train-only", action="store_true", help="fill the cache, do not write the corpus"
+    )
+    args = parser.parse_args(argv)
+
+    import torch
+
+    from earlystop import CurveRecorder
+
+    torch.set_num_threads(1)
+    mnist = Path(args.mnist)
+    with_mnist = (mnist / "train-images-idx3-ubyte.gz").exists()
+    configs = quick_configs() if args.quick else sample_configs(args.runs, args.seed, with_mnist)
+    cache = None if args.quick else Path(args.cache)
+    if cache is not None:
+        cache.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    results: list[list[list[Any]]] = []
+    trained = 0.0
+    for number, config in enumerate(configs, 1):
+        path = None if cache is None else cache / f"{config.key()}.json"
+        if path is not None and path.exists():
+            results.append(json.loads(path.read_text())["rows"])
+            continue
+        began = time.process_time()
+        rows = run_rows(config, mnist)
+        seconds = time.process_time() - began
+        trained += seconds
+        if path is not None:
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps({"name": config.name, "cpu_s": seconds, "rows": rows}))
+            tmp.replace(path)
+        results.append(rows)
+        print(f"[{number}/{len(configs)}] {config.name} {seconds:.1f} CPU-s", flush=True)
+    if args.train_only:
+        return 0
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with CurveRecorder(out, columns=COLUMNS) as recorder:
+        for config, rows in zip(configs, results, strict=True):
+            for epoch, val, *rest in rows:
+                recorder.record(
+                    config.name, int(epoch), val, **dict(zip(COLUMNS, rest, strict=True))
+                )
+    cpu = 0.0
+    if cache is not None:
+        cpu = sum(json.loads((cache / f"{c.key()}.json").read_text())["cpu_s"] for c in configs)
+    meta = {
+        "command": "python benchmarks/curves/generate_v2.py " + " ".join(sys.argv[1:]),
+        "runs": len(configs),
+        "configurations": len({c.group for c in configs}),
+        "seed": args.seed,
+        "quick": args.quick,
+        "mnist": with_mnist,
+        "workloads": {w: sum(c.workload == w for c in configs) for w in WORKLOADS},
+        "evaluations": sum(len(r) for r in results),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "training_cpu_seconds": round(cpu or trained, 1),
+    }
+    out.with_name(out.name.split(".")[0] + ".json").write_text(json.dumps(meta, indent=2) + "\n")
+    print(f"wrote {len(configs)} runs to {out} in {time.perf_counter() - start:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,69 @@
+"""Corpus v2's generator: the quick mode writes a valid corpus; configurations are stable."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from earlystop import read_curves
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_quick_mode_writes_a_valid_corpus(tmp_path: Path) -> None:
+    pytest.importorskip("sklearn")
+    out = tmp_path / "v2.csv.gz"
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    script = str(ROOT / "benchmarks/curves/generate_v2.py")
+    subprocess.run(
+        [sys.executable, script, "--quick", "--out", str(out)],
+        check=True,
+        env=env,
+        timeout=200,
+        capture_output=True,
+    )
+    curves = read_curves(out)
+    assert [c.run.split("/")[0] for c in curves] == [
+        "digits_cnn",
+        "mnist1d_cnn",
+        "modular",
+        "modular",
+        "finetune",
+    ]
+    assert curves[0].epochs == [1, 2, 3, 4]  # once per epoch
+    assert curves[2].epochs == [5, 10, 15, 20]  # every 5 optimizer steps
+    for curve in curves:
+        assert set(curve.columns) == {
+            "val_loss",
+            "train_loss",
+            "test_loss",
+            "val_acc",
+            "test_acc",
+            "lr",
+        }
+        assert all(math.isfinite(v) for v in curve.series("val_loss"))
+        assert all(0.0 <= v <= 1.0 for v in curve.series("test_acc"))
+    meta = json.loads((tmp_path / "v2.json").read_text())
+    assert meta["quick"] is True
+    assert meta["runs"] == 5
+
+
+def test_configurations_are_a_stable_prefix_with_seeds_together() -> None:
+    pytest.importorskip("numpy")
+    sys.path.insert(0, str(ROOT / "benchmarks" / "curves"))
+    try:
+        import generate_v2
+    finally:
+        sys.path.pop(0)
+    short = generate_v2.sample_configs(12, 0, with_mnist=False)
+    long = generate_v2.sample_configs(30, 0, with_mnist=False)
+    assert long[:12] == short
+    assert [c.group for c in short] == [0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3]
+    assert len({c.name for c in long}) == 30
+    assert all(c.workload != "mnist_cnn" for c in long)
