@@ -10,16 +10,12 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
-import socket
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
 LOSSES = [0.9, 0.8, 0.7, 0.75, 0.76, 0.77, 0.78, 0.79]  # best 3, stop at 5 (patience 2)
 
 
@@ -87,27 +83,11 @@ def _worker(out: Path) -> None:  # pragma: no cover - runs under torchrun
     print("REPORT " + json.dumps(report), flush=True)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def test_model_parallel_strategy_restores_the_best_shards_on_every_rank(tmp_path: Path) -> None:
     pytest.importorskip("lightning.pytorch")
-    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
-    if torchrun is None:
-        pytest.skip("torchrun is not installed beside this python")
-    command = [
-        torchrun,
-        "--nproc_per_node=2",
-        "--master_addr=127.0.0.1",
-        f"--master_port={_free_port()}",
-        __file__,
-        str(tmp_path),
-    ]
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=240)
+    from torchrun_jobs import torchrun  # (not at the top: this file is also the worker)
+
+    done = torchrun(__file__, str(tmp_path), timeout=240)
     assert done.returncode == 0, done.stderr[-3000:]
     reports = [json.loads(line) for line in re.findall(r"^REPORT (.*)$", done.stdout, re.M)]
     assert sorted(r["rank"] for r in reports) == [0, 1]
