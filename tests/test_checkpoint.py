@@ -249,7 +249,8 @@ def _check_read_only_directory(tmp_path: Path) -> None:
         # world-readable copy of the package, and skip if it cannot run this interpreter
         src = _world_readable_copy(SRC, tmp_path / "src")
         drop = [setpriv, f"--reuid={nobody}", f"--regid={nobody}", "--clear-groups"]
-        _skip_unless_runnable([*drop, sys.executable, "-c", "import earlystop"], src, tmp_path)
+        probe = "import earlystop, torch"  # torch: the venv's packages must be readable too
+        _skip_unless_runnable([*drop, sys.executable, "-c", probe], src, tmp_path)
         command = [*drop, *command]
     directory.chmod(0o555)
     env = {**os.environ, "PYTHONPATH": str(src), "HOME": str(tmp_path)}
@@ -284,8 +285,8 @@ def _skip_unless_runnable(command: list[str], src: Path, home: Path) -> None:
     probe = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
     if probe.returncode != 0:  # pragma: no cover - depends on where the venv lives
         pytest.skip(
-            "`nobody` cannot run this interpreter or import the copied package (the venv is "
-            f"in a folder private to root): {probe.stderr.strip().splitlines()[-1:]}"
+            "`nobody` cannot run this interpreter or import the copied package and torch (the "
+            f"venv is in a folder private to root): {probe.stderr.strip().splitlines()[-1:]}"
         )
 
 
