@@ -3,23 +3,18 @@
 from __future__ import annotations
 
 import importlib.util
-import json
 import math
-import os
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
 
-import earlystop
+from benchmark_runs import run_quick
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "overhead.py"
-SRC = Path(earlystop.__file__).resolve().parents[1]
 
 
 def load_script() -> ModuleType:
@@ -36,23 +31,7 @@ def load_script() -> ModuleType:
 
 @pytest.fixture(scope="module")
 def report() -> dict[str, Any]:
-    shm = Path("/dev/shm")  # fsync is free on tmpfs: keeps the smoke test fast
-    base = shm if shm.is_dir() and os.access(shm, os.W_OK) else None
-    workdir = Path(tempfile.mkdtemp(prefix="earlystop-smoke-", dir=base))
-    env = {**os.environ, "PYTHONPATH": str(SRC)}
-    done = subprocess.run(
-        [sys.executable, str(SCRIPT), "--quick", "--json", "--quiet", "--dir", str(workdir)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    assert list(workdir.iterdir()) == []  # the benchmark removes its checkpoint files
-    workdir.rmdir()
-    result: dict[str, Any] = json.loads(done.stdout)
-    return result
+    return run_quick(SCRIPT, "earlystop-smoke-")
 
 
 def test_quick_run_reports_every_case_for_every_model(report: dict[str, Any]) -> None:

@@ -2,37 +2,16 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-import tempfile
 from pathlib import Path
 
-import earlystop
+from benchmark_runs import run_quick
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "sharded.py"
-SRC = Path(earlystop.__file__).resolve().parents[1]
 
 
 def test_quick_run_reports_bytes_and_times_per_rank() -> None:
-    shm = Path("/dev/shm")  # fsync is free on tmpfs: keeps the smoke test fast
-    base = shm if shm.is_dir() and os.access(shm, os.W_OK) else None
-    workdir = Path(tempfile.mkdtemp(prefix="earlystop-sharded-smoke-", dir=base))
-    env = {**os.environ, "PYTHONPATH": str(SRC)}
-    done = subprocess.run(
-        [sys.executable, str(SCRIPT), "--quick", "--json", "--quiet", "--dir", str(workdir)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert list(workdir.iterdir()) == []  # the benchmark removes its checkpoint directories
-    workdir.rmdir()
-    report = json.loads(done.stdout)
+    report = run_quick(SCRIPT, "earlystop-sharded-smoke-")
     (case,) = report["cases"]
     assert (case["model"], case["world"]) == ("100k", 2)
     assert len(case["ranks"]) == 2
