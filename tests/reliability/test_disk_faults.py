@@ -29,25 +29,11 @@ from earlystop._weights import checkpoint as _checkpoint
 
 from ._figures import record
 from ._killer import stray_temporaries
+from ._sentinel import held_index, sentinel_model
 
 torch = pytest.importorskip("torch")
 
 FILES = {"torch": "ckpt.pt", "safetensors": "ckpt.safetensors"}
-
-
-def sentinel_model(index: float) -> Any:
-    """A model whose every weight equals ``index``: the weights say which step they are."""
-    model = torch.nn.Linear(4, 2)
-    with torch.no_grad():
-        for parameter in model.parameters():
-            parameter.fill_(index)
-    return model
-
-
-def held_index(model: Any) -> float:
-    values = {float(v) for p in model.state_dict().values() for v in p.flatten().tolist()}
-    assert len(values) == 1, values
-    return values.pop()
 
 
 def os_error(code: int, filename: str | None = None) -> OSError:
