@@ -11,6 +11,8 @@ oracle (stop at the best validation evaluation of the full run). The splits:
 - each corpus in halves, both directions (v1 by the parity of the seed; v2 by the parity
   of the configuration number, so that the seeds of one configuration stay together);
 - one corpus to the other, both directions (v1 -> v2 are workloads the choice never saw);
+- corpus v2's batch b (configurations 79 on: long budgets and two new workloads, generated
+  after every candidate was written), chosen on everything else;
 - leave one workload out over both corpora (v1 datasets and v2 workloads).
 
 ``auto`` itself is the choice made on all runs of both corpora. Intervals are 95% paired
@@ -41,6 +43,7 @@ from earlystop._replay.replay import ORACLE, oracle_outcomes, outcome_at
 
 ROOT = Path(__file__).resolve().parents[1]
 BASELINE = "patience=20"
+BATCH_B_FROM = 79  # corpus v2's batch b starts at this configuration (generate_v2.py)
 MIN_GAP = 0.02  # the gap closed is shown where patience=20 costs >= 2 points above the oracle
 PREVIOUS_AUTO = "start_from_epoch=3,adaptive=0.3,min_patience=12"
 DEFAULT_CORPORA = (
@@ -124,8 +127,36 @@ def round_two_candidates() -> list[str]:
     return specs
 
 
+def round_three_candidates() -> list[str]:
+    """Added before batch b of corpus v2 (configurations 79 on) was generated or replayed:
+    quicker over-fitting detection (shorter windows), GL (Prechelt's generalization loss) as
+    a second over-fitting test under a patience ceiling, and the two together."""
+    specs = [
+        f"patience={p},rising={w},confidence={c}"
+        for p in (20, 25, 30, 40)
+        for w in (6, 8)
+        for c in (0.99, 0.999)
+    ]
+    specs += [f"patience={p},gl={a}" for p in (25, 30, 40) for a in (2, 5, 10, 20)]
+    specs += [
+        f"patience={p},any(rising={w},gl={a}),confidence=0.999"
+        for p in (25, 30, 40)
+        for w in (10, 15)
+        for a in (5, 10)
+    ]
+    specs += [f"ema=0.3,patience={p},rising={w},confidence=0.999" for p in (25, 30) for w in (8, 15)]
+    return specs
+
+
 CANDIDATES = list(
-    dict.fromkeys([*frontier_candidates(), *new_candidates(), *round_two_candidates()])
+    dict.fromkeys(
+        [
+            *frontier_candidates(),
+            *new_candidates(),
+            *round_two_candidates(),
+            *round_three_candidates(),
+        ]
+    )
 )
 QUICK = [
     BASELINE,
@@ -150,6 +181,7 @@ class Run:
     workload: str
     cluster: str  # the bootstrap unit
     half: int  # 0 or 1
+    batch: str = ""  # corpus v2: "a" (configurations 0-78) or "b" (79 on)
 
 
 def describe(corpus: str, curve: Curve, index: int) -> Run:
@@ -158,7 +190,9 @@ def describe(corpus: str, curve: Curve, index: int) -> Run:
     groups = [p for p in parts if p.startswith("g") and p[1:].isdigit()]
     seeds = [p for p in parts if p.startswith("s") and p[1:].isdigit()]
     if groups:  # v2: a configuration and its seeds stay together
-        return Run(corpus, workload, f"{corpus}:{groups[-1]}", int(groups[-1][1:]) % 2)
+        group = int(groups[-1][1:])
+        batch = "a" if group < BATCH_B_FROM else "b"
+        return Run(corpus, workload, f"{corpus}:{groups[-1]}", group % 2, batch)
     seed = int(seeds[-1][1:]) if seeds else index
     return Run(corpus, workload, f"{corpus}:{curve.run}", seed % 2)
 
@@ -366,6 +400,9 @@ def main(argv: list[str] | None = None) -> int:
             if other != label:
                 on = np.array([r.corpus == label for r in runs])
                 parts.append((f"all of {other}", f"all of {label}", on, ~on))
+    fresh = np.array([r.batch == "b" for r in runs])
+    if fresh.any() and not fresh.all():  # the runs no candidate was written after
+        parts.append(("v2 batch b", "v1 and v2 batch a", ~fresh, fresh))
     workloads = list(dict.fromkeys(r.workload for r in runs))
     lowo = []
     for workload in workloads:

@@ -34,6 +34,19 @@ def _stops(spec: str) -> tuple[str, list[int] | str]:
         return spec, str(error)
 
 
+def _stops_of(item: tuple[str, list[int]]) -> list[int | str]:
+    """The stop of ``spec`` on the runs ``rows`` of the loaded corpus (or the error)."""
+    spec, rows = item
+    _, policy = load_policy(spec)
+    values: list[int | str] = []
+    for i in rows:
+        try:
+            values.append(stop_evaluation(policy, _CURVES[i]))
+        except ValueError as error:
+            values.append(str(error))
+    return values
+
+
 def replay_stops(
     path: str, specs: Sequence[str], jobs: int = 2, cache: str | None = None
 ) -> dict[str, list[int] | str]:
@@ -56,13 +69,14 @@ def replay_stops(
     ]
     todo = [(spec, rows) for spec, rows in missing if rows]
     if todo:
-        for spec, rows in todo:
-            _, policy = load_policy(spec)
-            for i in rows:
-                try:
-                    value: int | str = stop_evaluation(policy, curves[i])
-                except ValueError as error:
-                    value = str(error)
+        if jobs > 1 and len(todo) > 1:
+            with ProcessPoolExecutor(jobs, initializer=_init, initargs=(path,)) as pool:
+                done = list(pool.map(_stops_of, todo, chunksize=1))
+        else:
+            _CURVES[:] = curves
+            done = [_stops_of(item) for item in todo]
+        for (spec, rows), values in zip(todo, done, strict=True):
+            for i, value in zip(rows, values, strict=True):
                 known.setdefault(keys[i], {})[spec] = value
         store.parent.mkdir(parents=True, exist_ok=True)
         tmp = store.with_suffix(".tmp")

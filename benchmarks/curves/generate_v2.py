@@ -46,9 +46,11 @@ import gzip
 import hashlib
 import json
 import math
+import os
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -213,6 +215,50 @@ def modular_splits(seed: int, p: int, op: str, fraction: float) -> tuple[Split, 
     )
 
 
+def friedman_splits(seed: int, noise: float, n_train: int) -> tuple[Split, Split, Split]:
+    """Friedman #1 regression (10 inputs, 5 of them used) with Gaussian noise of scale
+    ``noise`` on the train and validation targets; the test targets are noise-free. Inputs
+    and targets are standardized with the training set's statistics."""
+    from sklearn.datasets import make_friedman1
+
+    x, _ = make_friedman1(n_samples=n_train + 2000, noise=0.0, random_state=seed)
+    clean = (
+        10 * np.sin(np.pi * x[:, 0] * x[:, 1])
+        + 20 * (x[:, 2] - 0.5) ** 2
+        + 10 * x[:, 3]
+        + 5 * x[:, 4]
+    )
+    rng = np.random.default_rng(seed)
+    noisy = clean + rng.normal(0.0, noise, len(clean))
+    mean, std = noisy[:n_train].mean(), noisy[:n_train].std()
+    x = ((x - 0.5) / 0.29).astype(np.float32)
+
+    def target(y: np.ndarray) -> np.ndarray:
+        return ((y - mean) / std).astype(np.float32)
+
+    val, test = slice(n_train, n_train + 1000), slice(n_train + 1000, None)
+    return (
+        (x[:n_train], target(noisy[:n_train])),
+        (x[val], target(noisy[val])),
+        (x[test], target(clean[test])),
+    )
+
+
+def sequence_splits(
+    seed: int, noise: float, length: int, modulus: int
+) -> tuple[Split, Split, Split]:
+    """Sequences of ``length`` tokens 0-9; the label is their sum modulo ``modulus`` (a
+    running state a recurrent net must learn to carry: long plateaus, then progress)."""
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, 10, size=(4000, length)).astype(np.int64)
+    y = (x.sum(1) % modulus).astype(np.int64)
+    return (
+        (x[:2000], _noisy(y[:2000], noise, modulus, rng)),
+        (x[2000:3000], _noisy(y[2000:3000], noise, modulus, rng)),
+        (x[3000:], y[3000:]),
+    )
+
+
 # -- models ---------------------------------------------------------------------------
 
 
@@ -256,6 +302,32 @@ def build_model(config: Config) -> Any:
             nn.Flatten(),
             nn.Linear(c * 10, 10),
         )
+    if config.workload == "friedman_mlp":
+        width = int(v.split("-")[0][1:])
+        return nn.Sequential(
+            nn.Linear(10, width),
+            nn.ReLU(),
+            nn.Linear(width, width),
+            nn.ReLU(),
+            nn.Dropout(0.2 if "drop" in v else 0.0),
+            nn.Linear(width, 1),
+            nn.Flatten(0),
+        )
+    if config.workload == "seq_gru":
+        hidden, modulus = int(v.split("-")[0][1:]), int(v.split("-")[2][3:])
+
+        class Gru(nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.embed = nn.Embedding(10, 16)
+                self.gru = nn.GRU(16, hidden, batch_first=True)
+                self.head = nn.Linear(hidden, modulus)
+
+            def forward(self, x: torch.Tensor) -> torch.Tensor:
+                _, last = self.gru(self.embed(x))
+                return self.head(last[0])
+
+        return Gru()
     # modular
     p = int(v.split("-")[1][1:])
     width = 64
@@ -408,12 +480,80 @@ def sample_config(seed: int, group: int, with_mnist: bool) -> Config:
     )
 
 
+BATCH_B_FROM = 79  # configurations 0-78 are batch a (the first 237 runs), the rest batch b
+WORKLOADS_B = {
+    "digits_cnn": 0.10,
+    "mnist_cnn": 0.12,
+    "mnist1d_cnn": 0.14,
+    "modular": 0.14,
+    "finetune": 0.10,
+    "friedman_mlp": 0.20,
+    "seq_gru": 0.20,
+}
+
+
+def sample_config_b(seed: int, group: int, with_mnist: bool) -> Config:
+    """Batch b: long budgets (200-1000 evaluations) for batch a's workloads, and two
+    workloads batch a does not have (a regression MLP and a recurrent net)."""
+    rng = np.random.default_rng([seed, group, 2])
+    names = [n for n in WORKLOADS_B if with_mnist or n != "mnist_cnn"]
+    shares = np.array([WORKLOADS_B[n] for n in names])
+    workload = str(names[rng.choice(len(names), p=shares / shares.sum())])
+    schedule = str(rng.choice(SCHEDULES))
+    pick = lambda options: options[int(rng.integers(len(options)))]  # noqa: E731
+    optimizer = pick(["sgd", "adam", "adamw"])
+    lr = pick({"sgd": [0.01, 0.03, 0.1], "adam": [0.0003, 0.001, 0.003]}.get(optimizer, [0.001, 0.003]))
+    noise, batch = pick([0.0, 0.1, 0.2]), 128
+    if workload == "digits_cnn":
+        variant = pick(["digits-c4", "digits-c8", "digits-c8-drop"])
+        evals, every = pick([300, 500]), pick([1, 2])
+    elif workload == "mnist_cnn":
+        variant = pick(["n1500-c4", "n3000-c8", "n3000-c8-drop"])
+        batch, evals, every = 64, pick([200, 400]), pick([3, 5])
+    elif workload == "mnist1d_cnn":
+        variant = pick(["n2000-j0.3-c8", "n2000-j0.5-c16", "n1000-j0.4-c16"])
+        evals, every = pick([400, 600, 1000]), pick([1, 2])
+    elif workload == "modular":
+        p = pick([31, 41])
+        arch = pick(["mlp", "mlp", "tf"])
+        variant = f"{arch}-p{p}-{pick(['add', 'sub'])}-f{pick([0.3, 0.4, 0.5])}"
+        optimizer, lr = "adamw", (0.003 if arch == "tf" else pick([0.003, 0.005, 0.01]))
+        schedule = pick(["constant", "constant", "warmup_cosine", "step", "onecycle"])
+        noise, batch, evals, every = 0.0, 0, pick([500, 800, 1000]), pick([2, 4])
+    elif workload == "finetune":
+        variant = pick(["digits-c8-from04", "mnist1d-c16-j0.2to0.5", "mnist1d-c8-j0.3to0.5"])
+        optimizer = pick(["sgd", "adam"])
+        lr = pick({"sgd": [0.003, 0.01, 0.03], "adam": [0.0003, 0.001, 0.003]}[optimizer])
+        batch, evals, every = 64, pick([200, 300]), 0
+    elif workload == "friedman_mlp":
+        variant = f"{pick(['w64', 'w256-drop'])}-n{pick([500, 1000])}"
+        noise = pick([0.5, 1.0, 2.0])  # the target's noise scale, not label flips
+        batch, evals, every = pick([32, 128]), pick([200, 400, 600]), pick([0, 4])
+    else:  # seq_gru
+        variant = f"h{pick([32, 64])}-L{pick([8, 12])}-mod{pick([3, 5])}"
+        evals, every = pick([300, 500]), pick([4, 8])
+    return Config(
+        workload,
+        variant,
+        optimizer,
+        float(lr),
+        schedule,
+        float(noise),
+        int(batch),
+        int(evals),
+        int(every),
+        0,
+        group,
+    )
+
+
 def sample_configs(runs: int, seed: int, with_mnist: bool) -> list[Config]:
     """``runs`` runs: configurations in order, each with ``SEEDS_PER_CONFIG`` seeds."""
     configs: list[Config] = []
     group = 0
     while len(configs) < runs:
-        base = sample_config(seed, group, with_mnist)
+        draw = sample_config if group < BATCH_B_FROM else sample_config_b
+        base = draw(seed, group, with_mnist)
         for s in range(SEEDS_PER_CONFIG):
             if len(configs) < runs:
                 configs.append(Config(**{**asdict(base), "seed": 1000 * group + s}))
@@ -436,6 +576,11 @@ def load_splits(config: Config, mnist: Path) -> tuple[Split, Split, Split]:
     if config.workload == "modular":
         _, p, op, f = v.split("-")
         return modular_splits(config.seed, int(p[1:]), op, float(f[1:]))
+    if config.workload == "friedman_mlp":
+        return friedman_splits(config.seed, config.noise, int(v.split("-n")[1]))
+    if config.workload == "seq_gru":
+        _, length, modulus = v.split("-")
+        return sequence_splits(config.seed, config.noise, int(length[1:]), int(modulus[3:]))
     if v.startswith("digits"):  # fine-tune on 5-9 with few labels
         return digits_splits(config.seed, config.noise, (5, 6, 7, 8, 9), n_train=150)
     jitter = float(v.split("to")[1])
@@ -478,10 +623,13 @@ def train_run(config: Config, mnist: Path, record: Callable[..., None]) -> None:
         pretrain(config, model, mnist)
     optimizer = build_optimizer(config, model.parameters())
     scheduler = build_scheduler(config.schedule, optimizer, config.evals)
-    loss_fn = nn.CrossEntropyLoss()
+    regression = config.workload == "friedman_mlp"
+    loss_fn: Any = nn.MSELoss() if regression else nn.CrossEntropyLoss()
 
     def evaluate(x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
         out = model(x)
+        if regression:
+            return float(loss_fn(out, y)), math.nan
         return float(loss_fn(out, y)), float((out.argmax(1) == y).float().mean())
 
     def batches() -> Any:
@@ -538,6 +686,23 @@ def run_rows(config: Config, mnist: Path) -> list[list[Any]]:
     return rows
 
 
+def _train_and_cache(job: tuple[Config, str, str | None]) -> tuple[list[list[Any]], float]:
+    """Train one run (in a worker process) and cache it; its rows and its CPU seconds."""
+    import torch
+
+    config, mnist, cache = job
+    torch.set_num_threads(1)
+    began = time.process_time()
+    rows = run_rows(config, Path(mnist))
+    seconds = time.process_time() - began
+    if cache is not None:
+        path = Path(cache) / f"{config.key()}.json"
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"name": config.name, "cpu_s": seconds, "rows": rows}))
+        tmp.replace(path)
+    return rows, seconds
+
+
 def quick_configs() -> list[Config]:
     return [
         Config("digits_cnn", "digits-c4", "adam", 0.003, "warmup_cosine", 0.1, 64, 4, 0, 0, 0),
@@ -545,6 +710,8 @@ def quick_configs() -> list[Config]:
         Config("modular", "mlp-p31-add-f0.4", "adamw", 0.003, "constant", 0.0, 0, 4, 5, 2, 2),
         Config("modular", "tf-p31-sub-f0.4", "adamw", 0.001, "restarts", 0.0, 0, 4, 5, 3, 3),
         Config("finetune", "digits-c4-from04", "adam", 0.001, "plateau", 0.0, 16, 4, 0, 4, 4),
+        Config("friedman_mlp", "w64-n500", "adam", 0.003, "onecycle", 1.0, 32, 4, 0, 5, 5),
+        Config("seq_gru", "h32-L8-mod3", "adam", 0.003, "step", 0.1, 128, 4, 4, 6, 6),
     ]
 
 
@@ -555,7 +722,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "curves" / "corpus_v2.csv.gz"))
     parser.add_argument("--cache", default=str(ROOT / "benchmarks" / "curves" / ".cache-v2"))
     parser.add_argument("--mnist", default=str(DEFAULT_MNIST), help="MNIST gzip IDX folder")
-    parser.add_argument("--quick", action="store_true", help="5 tiny runs, no cache (smoke test)")
+    parser.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
+    parser.add_argument("--quick", action="store_true", help="7 tiny runs, no cache (smoke test)")
     parser.add_argument(
         "--train-only", action="store_true", help="fill the cache, do not write the corpus"
     )
@@ -573,29 +741,32 @@ def main(argv: list[str] | None = None) -> int:
     if cache is not None:
         cache.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    results: list[list[list[Any]]] = []
-    trained = 0.0
-    for number, config in enumerate(configs, 1):
+    results: dict[int, list[list[Any]]] = {}
+    todo: list[int] = []
+    for number, config in enumerate(configs):
         path = None if cache is None else cache / f"{config.key()}.json"
         if path is not None and path.exists():
-            results.append(json.loads(path.read_text())["rows"])
-            continue
-        began = time.process_time()
-        rows = run_rows(config, mnist)
-        seconds = time.process_time() - began
+            results[number] = json.loads(path.read_text())["rows"]
+        else:
+            todo.append(number)
+    trained = 0.0
+    jobs = [(configs[n], str(mnist), None if cache is None else str(cache)) for n in todo]
+    pool = ProcessPoolExecutor(args.jobs) if args.jobs > 1 and len(jobs) > 1 else None
+    # every run is seeded on its own, so the corpus does not depend on --jobs
+    outputs = pool.map(_train_and_cache, jobs) if pool else map(_train_and_cache, jobs)
+    for done, (number, (rows, seconds)) in enumerate(zip(todo, outputs, strict=True), 1):
         trained += seconds
-        if path is not None:
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text(json.dumps({"name": config.name, "cpu_s": seconds, "rows": rows}))
-            tmp.replace(path)
-        results.append(rows)
-        print(f"[{number}/{len(configs)}] {config.name} {seconds:.1f} CPU-s", flush=True)
+        results[number] = rows
+        print(f"[{done}/{len(todo)}] {configs[number].name} {seconds:.1f} CPU-s", flush=True)
+    if pool is not None:
+        pool.shutdown()
     if args.train_only:
         return 0
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with CurveRecorder(out, columns=COLUMNS) as recorder:
-        for config, rows in zip(configs, results, strict=True):
+        for number, config in enumerate(configs):
+            rows = results[number]
             for epoch, val, *rest in rows:
                 recorder.record(
                     config.name, int(epoch), val, **dict(zip(COLUMNS, rest, strict=True))
@@ -611,7 +782,7 @@ def main(argv: list[str] | None = None) -> int:
         "quick": args.quick,
         "mnist": with_mnist,
         "workloads": {w: sum(c.workload == w for c in configs) for w in WORKLOADS},
-        "evaluations": sum(len(r) for r in results),
+        "evaluations": sum(len(r) for r in results.values()),
         "torch": torch.__version__,
         "numpy": np.__version__,
         "training_cpu_seconds": round(cpu or trained, 1),
