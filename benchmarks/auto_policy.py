@@ -144,7 +144,9 @@ def round_three_candidates() -> list[str]:
         for w in (10, 15)
         for a in (5, 10)
     ]
-    specs += [f"ema=0.3,patience={p},rising={w},confidence=0.999" for p in (25, 30) for w in (8, 15)]
+    specs += [
+        f"ema=0.3,patience={p},rising={w},confidence=0.999" for p in (25, 30) for w in (8, 15)
+    ]
     return specs
 
 

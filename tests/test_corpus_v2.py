@@ -35,6 +35,8 @@ def test_quick_mode_writes_a_valid_corpus(tmp_path: Path) -> None:
         "modular",
         "modular",
         "finetune",
+        "friedman_mlp",
+        "seq_gru",
     ]
     assert curves[0].epochs == [1, 2, 3, 4]  # once per epoch
     assert curves[2].epochs == [5, 10, 15, 20]  # every 5 optimizer steps
@@ -48,10 +50,14 @@ def test_quick_mode_writes_a_valid_corpus(tmp_path: Path) -> None:
             "lr",
         }
         assert all(math.isfinite(v) for v in curve.series("val_loss"))
-        assert all(0.0 <= v <= 1.0 for v in curve.series("test_acc"))
+        if curve.run.startswith("friedman_mlp"):  # regression: no accuracy
+            assert all(math.isnan(v) for v in curve.series("test_acc"))
+        else:
+            assert all(0.0 <= v <= 1.0 for v in curve.series("test_acc"))
+    assert curves[6].epochs == [4, 8, 12, 16]
     meta = json.loads((tmp_path / "v2.json").read_text())
     assert meta["quick"] is True
-    assert meta["runs"] == 5
+    assert meta["runs"] == 7
 
 
 def test_configurations_are_a_stable_prefix_with_seeds_together() -> None:
@@ -67,3 +73,24 @@ def test_configurations_are_a_stable_prefix_with_seeds_together() -> None:
     assert [c.group for c in short] == [0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3]
     assert len({c.name for c in long}) == 30
     assert all(c.workload != "mnist_cnn" for c in long)
+
+
+def test_batch_b_follows_batch_a() -> None:
+    """Configurations 0-78 (batch a, the first 237 runs) are drawn as before; batch b adds
+    long budgets and two workloads; growing ``--runs`` keeps every earlier run."""
+    pytest.importorskip("numpy")
+    sys.path.insert(0, str(ROOT / "benchmarks" / "curves"))
+    try:
+        import generate_v2
+    finally:
+        sys.path.pop(0)
+    configs = generate_v2.sample_configs(477, 0, with_mnist=True)
+    assert configs[:237] == generate_v2.sample_configs(237, 0, with_mnist=True)
+    batch_a, batch_b = configs[:237], configs[237:]
+    assert {c.group for c in batch_a} == set(range(79))
+    assert min(c.group for c in batch_b) == generate_v2.BATCH_B_FROM == 79
+    assert max(c.evals for c in batch_a) == 300
+    assert max(c.evals for c in batch_b) == 1000
+    assert {"friedman_mlp", "seq_gru"} <= {c.workload for c in batch_b}
+    assert not {"friedman_mlp", "seq_gru"} & {c.workload for c in batch_a}
+    assert len({c.name for c in configs}) == 477

@@ -98,3 +98,46 @@ def test_auto_policy(corpus: Path, tmp_path: Path) -> None:
         str(tmp_path / "cache"),
     )
     assert "| one:b | 4 | the other workloads | `" in again
+
+
+def test_cached_stops_match_across_jobs(corpus: Path, tmp_path: Path) -> None:
+    from replay_common import replay_stops
+
+    specs = ["patience=3", "patience=8", "up=2", "rising=6,confidence=0.99"]
+    plain = replay_stops(str(corpus), specs, jobs=1)
+    cached = replay_stops(str(corpus), specs, jobs=2, cache=str(tmp_path / "c"))
+    again = replay_stops(str(corpus), specs, jobs=2, cache=str(tmp_path / "c"))
+    assert cached == plain == again
+    assert all(isinstance(plain[s], list) and len(plain[s]) == 8 for s in specs)
+    assert len({str(plain[s]) for s in specs}) == len(specs)  # the rules differ here
+
+
+def test_auto_policy_scores_batch_b_held_out(tmp_path: Path) -> None:
+    """Runs named like corpus v2's (``.../g<configuration>/s<seed>``) from configuration 79
+    on are batch b: a part of their own, chosen on everything else."""
+    path = tmp_path / "v2.csv"
+    with CurveRecorder(path, columns=["train_loss", "test_loss", "test_acc"]) as recorder:
+        for group in (76, 77, 78, 79, 80, 81):
+            for seed in range(2):
+                for epoch in range(1, 41):
+                    wobble = 0.05 * math.sin(2.0 * epoch + seed + group)
+                    val = 1.0 + (epoch - 12 - group % 5) ** 2 / 300 + wobble
+                    recorder.record(
+                        f"w{group % 2}/x/g{group}/s{1000 * group + seed}",
+                        epoch,
+                        val,
+                        train_loss=1.0 / epoch,
+                        test_loss=val + 0.02 * wobble,
+                        test_acc=0.9 - (val - 1.0) / 10,
+                    )
+    out = run_script(
+        str(ROOT / "benchmarks/auto_policy.py"),
+        "--corpus",
+        f"v2={path}",
+        "--quick",
+        "--draws",
+        "20",
+        "--cache",
+        "",
+    )
+    assert "| v2 batch b | 6 | v1 and v2 batch a | `" in out

@@ -23,20 +23,28 @@ Workloads (the first part of every run name), all from local data:
 - ``finetune``: pre-train on one split (digits 0-4, or mnist1d with one noise level),
   then fine-tune a new head and the body on another (digits 5-9 with few labels, or
   mnist1d with other noise); only the fine-tuning is recorded.
+- ``friedman_mlp`` (batch b only): an MLP regressing Friedman #1 (scikit-learn's
+  generator) with Gaussian noise on the train and validation targets, clean test targets;
+  mean squared error, no accuracy.
+- ``seq_gru`` (batch b only): a GRU classifying sequences of 8 or 12 digits by their sum
+  modulo 3 or 5 (long plateaus before the running state is learned).
 
 Schedules: constant, step, plateau, warm-up + cosine, one-cycle, cosine with restarts.
-Budgets run from 100 to 300 evaluations. Configurations are drawn from one master seed;
-each is trained with three seeds (consecutive runs). Configuration ``i`` depends only on
-``(seed, i)``, so ``--runs N`` trains a prefix of ``--runs M`` for ``M > N``.
+Configurations are drawn from one master seed; each is trained with three seeds
+(consecutive runs). Configuration ``i`` depends only on ``(seed, i)``, so ``--runs N``
+trains a prefix of ``--runs M`` for ``M > N``. Configurations 0-78 (*batch a*, the first
+237 runs) have budgets of 100-300 evaluations; configurations 79 on (*batch b*) are drawn
+from another table: budgets of 200-1000 evaluations and the two workloads above.
 
 Each finished run is cached as one JSON file under ``--cache`` (default
 ``benchmarks/curves/.cache-v2/``, not committed), so an interrupted generation resumes where
-it stopped; the corpus file is written from the cache at the end::
+it stopped; the corpus file is written from the cache at the end. Every run is seeded on
+its own, so ``--jobs`` does not change the corpus::
 
-    python benchmarks/curves/generate_v2.py --runs 237 --seed 0   # the committed corpus
+    python benchmarks/curves/generate_v2.py --runs 477 --seed 0 --jobs 2   # the committed corpus
 
-``--quick`` trains five tiny runs (one per workload family) for a few evaluations, without
-a cache (a smoke test that takes seconds).
+``--quick`` trains seven tiny runs (one per workload, two for ``modular``) for a few
+evaluations, without a cache (a smoke test that takes seconds).
 """
 
 from __future__ import annotations
@@ -502,7 +510,9 @@ def sample_config_b(seed: int, group: int, with_mnist: bool) -> Config:
     schedule = str(rng.choice(SCHEDULES))
     pick = lambda options: options[int(rng.integers(len(options)))]  # noqa: E731
     optimizer = pick(["sgd", "adam", "adamw"])
-    lr = pick({"sgd": [0.01, 0.03, 0.1], "adam": [0.0003, 0.001, 0.003]}.get(optimizer, [0.001, 0.003]))
+    lr = pick(
+        {"sgd": [0.01, 0.03, 0.1], "adam": [0.0003, 0.001, 0.003]}.get(optimizer, [0.001, 0.003])
+    )
     noise, batch = pick([0.0, 0.1, 0.2]), 128
     if workload == "digits_cnn":
         variant = pick(["digits-c4", "digits-c8", "digits-c8-drop"])
@@ -717,7 +727,7 @@ def quick_configs() -> list[Config]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runs", type=int, default=237, help="number of runs (default 237)")
+    parser.add_argument("--runs", type=int, default=477, help="number of runs (default 477)")
     parser.add_argument("--seed", type=int, default=0, help="master seed (default 0)")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "curves" / "corpus_v2.csv.gz"))
     parser.add_argument("--cache", default=str(ROOT / "benchmarks" / "curves" / ".cache-v2"))
@@ -781,7 +791,8 @@ def main(argv: list[str] | None = None) -> int:
         "seed": args.seed,
         "quick": args.quick,
         "mnist": with_mnist,
-        "workloads": {w: sum(c.workload == w for c in configs) for w in WORKLOADS},
+        "workloads": {w: n for w in WORKLOADS_B if (n := sum(c.workload == w for c in configs))},
+        "batch_b_runs": sum(c.group >= BATCH_B_FROM for c in configs),
         "evaluations": sum(len(r) for r in results.values()),
         "torch": torch.__version__,
         "numpy": np.__version__,
