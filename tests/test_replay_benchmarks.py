@@ -80,6 +80,7 @@ def test_auto_policy(corpus: Path, tmp_path: Path) -> None:
         str(figure),
     )
     assert out.startswith("11 candidates, 16 runs (one, two).")
+    assert "| all runs (AUTO_SPEC) | 16 | all runs | `" in out
     assert "| one odd half | 4 | one even half | `" in out
     assert "| all of two | 8 | all of one | `" in out
     assert "| one:a | 4 | the other workloads | `" in out

@@ -267,6 +267,50 @@ def sequence_splits(
     )
 
 
+def blobs_splits(seed: int, noise: float, informative: int) -> tuple[Split, Split, Split]:
+    """scikit-learn's ``make_classification``: 5 classes, 40 features of which
+    ``informative`` carry the label, 400 train, 1000 validation and 1000 test samples;
+    label noise ``noise`` on train and validation only."""
+    from sklearn.datasets import make_classification
+
+    x, y = make_classification(
+        n_samples=2400,
+        n_features=40,
+        n_informative=informative,
+        n_redundant=4,
+        n_classes=5,
+        n_clusters_per_class=2,
+        class_sep=1.0,
+        random_state=seed,
+    )
+    x = ((x - x[:400].mean(0)) / x[:400].std(0)).astype(np.float32)
+    y = y.astype(np.int64)
+    rng = np.random.default_rng(seed)
+    return (
+        (x[:400], _noisy(y[:400], noise, 5, rng)),
+        (x[400:1400], _noisy(y[400:1400], noise, 5, rng)),
+        (x[1400:], y[1400:]),
+    )
+
+
+def denoise_splits(seed: int, noise: float, n_train: int) -> tuple[Split, Split, Split]:
+    """Denoising digits: the input is an 8x8 digit (flattened, in [0, 1]) plus Gaussian
+    noise of scale ``noise``, the target the clean image; noise drawn once per sample."""
+    from sklearn.datasets import load_digits
+
+    x = (load_digits().data / 16.0).astype(np.float32)
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(x))
+    parts = order[:n_train], order[n_train : n_train + 400], order[n_train + 400 : n_train + 800]
+
+    def pair(index: np.ndarray) -> Split:
+        clean = x[index]
+        return (clean + rng.normal(0, noise, clean.shape)).astype(np.float32), clean
+
+    train, val, test = (pair(i) for i in parts)
+    return train, val, test
+
+
 # -- models ---------------------------------------------------------------------------
 
 
@@ -320,6 +364,37 @@ def build_model(config: Config) -> Any:
             nn.Dropout(0.2 if "drop" in v else 0.0),
             nn.Linear(width, 1),
             nn.Flatten(0),
+        )
+    if config.workload == "blobs_mlp":
+        width = int(v.split("-")[0][1:])
+        return nn.Sequential(
+            nn.Linear(40, width),
+            nn.ReLU(),
+            nn.Linear(width, width),
+            nn.ReLU(),
+            nn.Linear(width, 5),
+        )
+    if config.workload == "digits_dae":
+        hidden = int(v.split("-")[0][1:])
+        return nn.Sequential(
+            nn.Linear(64, hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, 64),
+        )
+    if config.workload == "digits_bn":
+        c = 8 if "c8" in v else 16
+        return nn.Sequential(
+            nn.Conv2d(1, c, 3, padding=1),
+            nn.BatchNorm2d(c),
+            nn.ReLU(),
+            nn.Conv2d(c, 2 * c, 3, padding=1),
+            nn.BatchNorm2d(2 * c),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Linear(2 * c * 16, 10),
         )
     if config.workload == "seq_gru":
         hidden, modulus = int(v.split("-")[0][1:]), int(v.split("-")[2][3:])
@@ -557,12 +632,64 @@ def sample_config_b(seed: int, group: int, with_mnist: bool) -> Config:
     )
 
 
+BATCH_C_FROM = 159  # configurations 159 on are batch c
+WORKLOADS_C = {"blobs_mlp": 0.35, "digits_dae": 0.30, "digits_bn": 0.35}
+
+
+def sample_config_c(seed: int, group: int, with_mnist: bool) -> Config:
+    """Batch c: three workloads neither earlier batch has (an over-parametrized MLP on
+    synthetic classes, a denoising autoencoder, a CNN with batch norm and shifted inputs),
+    budgets of 150-600 evaluations."""
+    del with_mnist  # batch c needs no MNIST
+    rng = np.random.default_rng([seed, group, 3])
+    names = list(WORKLOADS_C)
+    shares = np.array([WORKLOADS_C[n] for n in names])
+    workload = str(names[rng.choice(len(names), p=shares / shares.sum())])
+    schedule = str(rng.choice(SCHEDULES))
+    pick = lambda options: options[int(rng.integers(len(options)))]  # noqa: E731
+    optimizer = pick(["sgd", "adam", "adamw"])
+    lr = pick(
+        {"sgd": [0.01, 0.03, 0.1], "adam": [0.0003, 0.001, 0.003]}.get(optimizer, [0.001, 0.003])
+    )
+    if workload == "blobs_mlp":
+        variant = f"w{pick([256, 1024])}-i{pick([5, 10, 20])}"
+        noise, batch = pick([0.0, 0.1, 0.2, 0.3]), pick([32, 400])
+        evals, every = pick([200, 400, 600]), 0
+    elif workload == "digits_dae":
+        variant = f"h{pick([32, 256])}-n{pick([200, 600])}"
+        noise, batch = pick([0.2, 0.4]), 32  # the input noise scale
+        evals, every = pick([150, 300, 500]), pick([0, 3])
+    else:  # digits_bn
+        variant = f"c{pick([8, 16])}-shift"
+        noise, batch = pick([0.0, 0.1, 0.2]), 64
+        evals, every = pick([150, 300]), pick([0, 2])
+    return Config(
+        workload,
+        variant,
+        optimizer,
+        float(lr),
+        schedule,
+        float(noise),
+        int(batch),
+        int(evals),
+        int(every),
+        0,
+        group,
+    )
+
+
 def sample_configs(runs: int, seed: int, with_mnist: bool) -> list[Config]:
     """``runs`` runs: configurations in order, each with ``SEEDS_PER_CONFIG`` seeds."""
     configs: list[Config] = []
     group = 0
     while len(configs) < runs:
-        draw = sample_config if group < BATCH_B_FROM else sample_config_b
+        draw = (
+            sample_config
+            if group < BATCH_B_FROM
+            else sample_config_b
+            if group < BATCH_C_FROM
+            else sample_config_c
+        )
         base = draw(seed, group, with_mnist)
         for s in range(SEEDS_PER_CONFIG):
             if len(configs) < runs:
@@ -588,6 +715,12 @@ def load_splits(config: Config, mnist: Path) -> tuple[Split, Split, Split]:
         return modular_splits(config.seed, int(p[1:]), op, float(f[1:]))
     if config.workload == "friedman_mlp":
         return friedman_splits(config.seed, config.noise, int(v.split("-n")[1]))
+    if config.workload == "blobs_mlp":
+        return blobs_splits(config.seed, config.noise, int(v.split("-i")[1]))
+    if config.workload == "digits_dae":
+        return denoise_splits(config.seed, config.noise, int(v.split("-n")[1]))
+    if config.workload == "digits_bn":
+        return digits_splits(config.seed, config.noise, n_train=600)
     if config.workload == "seq_gru":
         _, length, modulus = v.split("-")
         return sequence_splits(config.seed, config.noise, int(length[1:]), int(modulus[3:]))
@@ -633,7 +766,7 @@ def train_run(config: Config, mnist: Path, record: Callable[..., None]) -> None:
         pretrain(config, model, mnist)
     optimizer = build_optimizer(config, model.parameters())
     scheduler = build_scheduler(config.schedule, optimizer, config.evals)
-    regression = config.workload == "friedman_mlp"
+    regression = config.workload in ("friedman_mlp", "digits_dae")
     loss_fn: Any = nn.MSELoss() if regression else nn.CrossEntropyLoss()
 
     def evaluate(x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
@@ -660,7 +793,11 @@ def train_run(config: Config, mnist: Path, record: Callable[..., None]) -> None:
         for _ in range(steps):
             batch = next(stream)
             optimizer.zero_grad()
-            loss = loss_fn(model(xt[batch]), yt[batch])
+            inputs = xt[batch]
+            if config.workload == "digits_bn":  # shift each image by up to one pixel
+                dx, dy = (int(d) for d in torch.randint(-1, 2, (2,)))
+                inputs = torch.roll(inputs, shifts=(dy, dx), dims=(2, 3))
+            loss = loss_fn(model(inputs), yt[batch])
             if torch.isfinite(loss):
                 loss.backward()
                 optimizer.step()
@@ -722,6 +859,9 @@ def quick_configs() -> list[Config]:
         Config("finetune", "digits-c4-from04", "adam", 0.001, "plateau", 0.0, 16, 4, 0, 4, 4),
         Config("friedman_mlp", "w64-n500", "adam", 0.003, "onecycle", 1.0, 32, 4, 0, 5, 5),
         Config("seq_gru", "h32-L8-mod3", "adam", 0.003, "step", 0.1, 128, 4, 4, 6, 6),
+        Config("blobs_mlp", "w256-i5", "sgd", 0.03, "constant", 0.2, 32, 4, 0, 7, 7),
+        Config("digits_dae", "h32-n200", "adam", 0.003, "onecycle", 0.4, 32, 4, 3, 8, 8),
+        Config("digits_bn", "c8-shift", "adamw", 0.003, "restarts", 0.1, 64, 4, 0, 9, 9),
     ]
 
 
@@ -733,7 +873,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", default=str(ROOT / "benchmarks" / "curves" / ".cache-v2"))
     parser.add_argument("--mnist", default=str(DEFAULT_MNIST), help="MNIST gzip IDX folder")
     parser.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
-    parser.add_argument("--quick", action="store_true", help="7 tiny runs, no cache (smoke test)")
+    parser.add_argument("--quick", action="store_true", help="10 tiny runs, no cache (smoke test)")
     parser.add_argument(
         "--train-only", action="store_true", help="fill the cache, do not write the corpus"
     )
@@ -791,8 +931,13 @@ def main(argv: list[str] | None = None) -> int:
         "seed": args.seed,
         "quick": args.quick,
         "mnist": with_mnist,
-        "workloads": {w: n for w in WORKLOADS_B if (n := sum(c.workload == w for c in configs))},
-        "batch_b_runs": sum(c.group >= BATCH_B_FROM for c in configs),
+        "workloads": {
+            w: n
+            for w in (*WORKLOADS_B, *WORKLOADS_C)
+            if (n := sum(c.workload == w for c in configs))
+        },
+        "batch_b_runs": sum(BATCH_B_FROM <= c.group < BATCH_C_FROM for c in configs),
+        "batch_c_runs": sum(c.group >= BATCH_C_FROM for c in configs),
         "evaluations": sum(len(r) for r in results.values()),
         "torch": torch.__version__,
         "numpy": np.__version__,
