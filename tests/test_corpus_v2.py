@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -63,13 +64,19 @@ def test_quick_mode_writes_a_valid_corpus(tmp_path: Path) -> None:
     assert meta["runs"] == 10
 
 
-def test_configurations_are_a_stable_prefix_with_seeds_together() -> None:
+def _generator() -> ModuleType:
+    """benchmarks/curves/generate_v2.py as a module (it needs numpy)."""
     pytest.importorskip("numpy")
     sys.path.insert(0, str(ROOT / "benchmarks" / "curves"))
     try:
         import generate_v2
     finally:
         sys.path.pop(0)
+    return generate_v2
+
+
+def test_configurations_are_a_stable_prefix_with_seeds_together() -> None:
+    generate_v2 = _generator()
     short = generate_v2.sample_configs(12, 0, with_mnist=False)
     long = generate_v2.sample_configs(30, 0, with_mnist=False)
     assert long[:12] == short
@@ -78,15 +85,11 @@ def test_configurations_are_a_stable_prefix_with_seeds_together() -> None:
     assert all(c.workload != "mnist_cnn" for c in long)
 
 
-def test_batch_b_follows_batch_a() -> None:
+def test_batches_follow_each_other() -> None:
     """Configurations 0-78 (batch a, the first 237 runs) are drawn as before; batch b adds
-    long budgets and two workloads; growing ``--runs`` keeps every earlier run."""
-    pytest.importorskip("numpy")
-    sys.path.insert(0, str(ROOT / "benchmarks" / "curves"))
-    try:
-        import generate_v2
-    finally:
-        sys.path.pop(0)
+    long budgets and two workloads, batch c three more; growing ``--runs`` keeps every
+    earlier run."""
+    generate_v2 = _generator()
     configs = generate_v2.sample_configs(477, 0, with_mnist=True)
     assert configs[:237] == generate_v2.sample_configs(237, 0, with_mnist=True)
     batch_a, batch_b = configs[:237], configs[237:]
@@ -97,3 +100,9 @@ def test_batch_b_follows_batch_a() -> None:
     assert {"friedman_mlp", "seq_gru"} <= {c.workload for c in batch_b}
     assert not {"friedman_mlp", "seq_gru"} & {c.workload for c in batch_a}
     assert len({c.name for c in configs}) == 477
+    more = generate_v2.sample_configs(612, 0, with_mnist=True)
+    assert more[:477] == configs
+    batch_c = more[477:]
+    assert min(c.group for c in batch_c) == generate_v2.BATCH_C_FROM == 159
+    assert {c.workload for c in batch_c} == {"blobs_mlp", "digits_dae", "digits_bn"}
+    assert not {c.workload for c in batch_c} & {c.workload for c in configs}

@@ -376,16 +376,16 @@ def test_early_stopping_auto_says_how_long_it_waits() -> None:
     early_stopping = EarlyStopping(policy="auto", path=None, verbose=True, trace_func=lines.append)
     # best at 4, then a steady climb: the over-fitting detector stops well before patience 25
     decisions = [
-        early_stopping(v) for v in [5.0, 4.0, 3.0, 1.0, *(1 + 0.01 * i for i in range(1, 14))]
+        early_stopping(v) for v in [5.0, 4.0, 3.0, 1.0, *(1 + 0.01 * i for i in range(1, 18))]
     ]
-    assert [d.should_stop for d in decisions] == [False] * 16 + [True]
+    assert [d.should_stop for d in decisions] == [False] * 20 + [True]  # patience=20: 24
     assert lines[4:6] == [
         "EarlyStopping counter: 1 out of 25",
         "EarlyStopping counter: 2 out of 25",
     ]
     assert lines[-1] == (
-        "EarlyStopping: stop at evaluation 17: criterion rising=15 (worsening trend in the "
-        "last 15: Mann-Kendall z=3.81, Theil-Sen 0.01 per evaluation)"
+        "EarlyStopping: stop at evaluation 21: criterion rising=20 (worsening trend in the "
+        "last 20: Mann-Kendall z=3.76, Theil-Sen 0.01 per evaluation)"
     )
     # a flat tail (ties) is no trend: patience 25 stops it
     flat = EarlyStopping(policy="auto", path=None)

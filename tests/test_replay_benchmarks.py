@@ -85,6 +85,7 @@ def test_auto_policy(corpus: Path, tmp_path: Path) -> None:
     assert "| all of two | 8 | all of one | `" in out
     assert "| one:a | 4 | the other workloads | `" in out
     assert "## The choice on all 16 runs: `" in out
+    assert "## The per-corpus rule's choice on all 16 runs: `" in out
     assert "| `oracle` | " in out
     assert figure.read_bytes()[:4] == b"\x89PNG"
     assert list((tmp_path / "cache").glob("*.json"))  # the stops were cached

@@ -28,22 +28,29 @@ Workloads (the first part of every run name), all from local data:
   mean squared error, no accuracy.
 - ``seq_gru`` (batch b only): a GRU classifying sequences of 8 or 12 digits by their sum
   modulo 3 or 5 (long plateaus before the running state is learned).
+- ``blobs_mlp`` (batch c only): an over-parametrized MLP (256 or 1024 wide) on
+  scikit-learn's ``make_classification`` (5 classes, 400 training samples, label noise).
+- ``digits_dae`` (batch c only): a denoising autoencoder on the 8x8 digits (mean squared
+  error against the clean image, no accuracy).
+- ``digits_bn`` (batch c only): a CNN with batch norm on the 8x8 digits, every training
+  batch shifted by up to one pixel.
 
 Schedules: constant, step, plateau, warm-up + cosine, one-cycle, cosine with restarts.
 Configurations are drawn from one master seed; each is trained with three seeds
 (consecutive runs). Configuration ``i`` depends only on ``(seed, i)``, so ``--runs N``
 trains a prefix of ``--runs M`` for ``M > N``. Configurations 0-78 (*batch a*, the first
-237 runs) have budgets of 100-300 evaluations; configurations 79 on (*batch b*) are drawn
-from another table: budgets of 200-1000 evaluations and the two workloads above.
+237 runs) have budgets of 100-300 evaluations; configurations 79-158 (*batch b*) are drawn
+from another table: budgets of 200-1000 evaluations and two new workloads; configurations
+159 on (*batch c*) from a third: three more workloads, budgets of 150-600 evaluations.
 
 Each finished run is cached as one JSON file under ``--cache`` (default
 ``benchmarks/curves/.cache-v2/``, not committed), so an interrupted generation resumes where
 it stopped; the corpus file is written from the cache at the end. Every run is seeded on
 its own, so ``--jobs`` does not change the corpus::
 
-    python benchmarks/curves/generate_v2.py --runs 477 --seed 0 --jobs 2   # the committed corpus
+    python benchmarks/curves/generate_v2.py --runs 612 --seed 0 --jobs 2   # the committed corpus
 
-``--quick`` trains seven tiny runs (one per workload, two for ``modular``) for a few
+``--quick`` trains ten tiny runs (one per workload, two for ``modular``) for a few
 evaluations, without a cache (a smoke test that takes seconds).
 """
 
@@ -487,16 +494,64 @@ WORKLOADS = {  # share of configurations
     "finetune": 0.20,
 }
 SCHEDULES = ("constant", "step", "plateau", "warmup_cosine", "onecycle", "restarts")
+Pick = Callable[[list[Any]], Any]
+
+
+def _start(
+    rng: np.random.Generator, shares: dict[str, float], with_mnist: bool
+) -> tuple[str, str, Pick]:
+    """The first draws of every configuration: its workload (by ``shares``, MNIST only when
+    present), its schedule, and ``pick``, a uniform choice from a list on the same stream."""
+    names = [n for n in shares if with_mnist or n != "mnist_cnn"]
+    weights = np.array([shares[n] for n in names])
+    workload = str(names[rng.choice(len(names), p=weights / weights.sum())])
+    schedule = str(rng.choice(SCHEDULES))
+
+    def pick(options: list[Any]) -> Any:
+        return options[int(rng.integers(len(options)))]
+
+    return workload, schedule, pick
+
+
+def _optimizer_and_lr(pick: Pick) -> tuple[str, float]:
+    """Batches b and c: SGD, Adam or AdamW and a learning rate from its grid."""
+    optimizer = pick(["sgd", "adam", "adamw"])
+    grid = {"sgd": [0.01, 0.03, 0.1], "adam": [0.0003, 0.001, 0.003]}
+    return optimizer, pick(grid.get(optimizer, [0.001, 0.003]))
+
+
+def _config(
+    workload: str,
+    variant: str,
+    optimizer: str,
+    lr: float,
+    schedule: str,
+    noise: float,
+    batch: int,
+    evals: int,
+    every: int,
+    group: int,
+) -> Config:
+    """A configuration's base (seed 0; :func:`sample_configs` sets the seeds)."""
+    return Config(
+        workload,
+        variant,
+        optimizer,
+        float(lr),
+        schedule,
+        float(noise),
+        int(batch),
+        int(evals),
+        int(every),
+        0,
+        group,
+    )
 
 
 def sample_config(seed: int, group: int, with_mnist: bool) -> Config:
     """Configuration number ``group``, from ``(seed, group)`` only."""
     rng = np.random.default_rng([seed, group])
-    names = [n for n in WORKLOADS if with_mnist or n != "mnist_cnn"]
-    shares = np.array([WORKLOADS[n] for n in names])
-    workload = str(names[rng.choice(len(names), p=shares / shares.sum())])
-    schedule = str(rng.choice(SCHEDULES))
-    pick = lambda options: options[int(rng.integers(len(options)))]  # noqa: E731
+    workload, schedule, pick = _start(rng, WORKLOADS, with_mnist)
     if workload == "digits_cnn":
         variant = pick(["digits-c4", "digits-c8", "digits-c8-drop"])
         optimizer = pick(["sgd", "adam", "adamw"])
@@ -548,19 +603,7 @@ def sample_config(seed: int, group: int, with_mnist: bool) -> Config:
         lr = pick({"sgd": [0.003, 0.01, 0.03], "adam": [0.0003, 0.001, 0.003]}[optimizer])
         noise, batch = pick([0.0, 0.1, 0.2]), 64
         evals, every = pick([100, 120]), 0
-    return Config(
-        workload,
-        variant,
-        optimizer,
-        float(lr),
-        schedule,
-        float(noise),
-        int(batch),
-        int(evals),
-        int(every),
-        0,
-        group,
-    )
+    return _config(workload, variant, optimizer, lr, schedule, noise, batch, evals, every, group)
 
 
 BATCH_B_FROM = 79  # configurations 0-78 are batch a (the first 237 runs), the rest batch b
@@ -579,15 +622,8 @@ def sample_config_b(seed: int, group: int, with_mnist: bool) -> Config:
     """Batch b: long budgets (200-1000 evaluations) for batch a's workloads, and two
     workloads batch a does not have (a regression MLP and a recurrent net)."""
     rng = np.random.default_rng([seed, group, 2])
-    names = [n for n in WORKLOADS_B if with_mnist or n != "mnist_cnn"]
-    shares = np.array([WORKLOADS_B[n] for n in names])
-    workload = str(names[rng.choice(len(names), p=shares / shares.sum())])
-    schedule = str(rng.choice(SCHEDULES))
-    pick = lambda options: options[int(rng.integers(len(options)))]  # noqa: E731
-    optimizer = pick(["sgd", "adam", "adamw"])
-    lr = pick(
-        {"sgd": [0.01, 0.03, 0.1], "adam": [0.0003, 0.001, 0.003]}.get(optimizer, [0.001, 0.003])
-    )
+    workload, schedule, pick = _start(rng, WORKLOADS_B, with_mnist)
+    optimizer, lr = _optimizer_and_lr(pick)
     noise, batch = pick([0.0, 0.1, 0.2]), 128
     if workload == "digits_cnn":
         variant = pick(["digits-c4", "digits-c8", "digits-c8-drop"])
@@ -617,19 +653,7 @@ def sample_config_b(seed: int, group: int, with_mnist: bool) -> Config:
     else:  # seq_gru
         variant = f"h{pick([32, 64])}-L{pick([8, 12])}-mod{pick([3, 5])}"
         evals, every = pick([300, 500]), pick([4, 8])
-    return Config(
-        workload,
-        variant,
-        optimizer,
-        float(lr),
-        schedule,
-        float(noise),
-        int(batch),
-        int(evals),
-        int(every),
-        0,
-        group,
-    )
+    return _config(workload, variant, optimizer, lr, schedule, noise, batch, evals, every, group)
 
 
 BATCH_C_FROM = 159  # configurations 159 on are batch c
@@ -640,17 +664,9 @@ def sample_config_c(seed: int, group: int, with_mnist: bool) -> Config:
     """Batch c: three workloads neither earlier batch has (an over-parametrized MLP on
     synthetic classes, a denoising autoencoder, a CNN with batch norm and shifted inputs),
     budgets of 150-600 evaluations."""
-    del with_mnist  # batch c needs no MNIST
     rng = np.random.default_rng([seed, group, 3])
-    names = list(WORKLOADS_C)
-    shares = np.array([WORKLOADS_C[n] for n in names])
-    workload = str(names[rng.choice(len(names), p=shares / shares.sum())])
-    schedule = str(rng.choice(SCHEDULES))
-    pick = lambda options: options[int(rng.integers(len(options)))]  # noqa: E731
-    optimizer = pick(["sgd", "adam", "adamw"])
-    lr = pick(
-        {"sgd": [0.01, 0.03, 0.1], "adam": [0.0003, 0.001, 0.003]}.get(optimizer, [0.001, 0.003])
-    )
+    workload, schedule, pick = _start(rng, WORKLOADS_C, with_mnist)  # batch c has no MNIST
+    optimizer, lr = _optimizer_and_lr(pick)
     if workload == "blobs_mlp":
         variant = f"w{pick([256, 1024])}-i{pick([5, 10, 20])}"
         noise, batch = pick([0.0, 0.1, 0.2, 0.3]), pick([32, 400])
@@ -663,19 +679,7 @@ def sample_config_c(seed: int, group: int, with_mnist: bool) -> Config:
         variant = f"c{pick([8, 16])}-shift"
         noise, batch = pick([0.0, 0.1, 0.2]), 64
         evals, every = pick([150, 300]), pick([0, 2])
-    return Config(
-        workload,
-        variant,
-        optimizer,
-        float(lr),
-        schedule,
-        float(noise),
-        int(batch),
-        int(evals),
-        int(every),
-        0,
-        group,
-    )
+    return _config(workload, variant, optimizer, lr, schedule, noise, batch, evals, every, group)
 
 
 def sample_configs(runs: int, seed: int, with_mnist: bool) -> list[Config]:
@@ -867,7 +871,7 @@ def quick_configs() -> list[Config]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runs", type=int, default=477, help="number of runs (default 477)")
+    parser.add_argument("--runs", type=int, default=612, help="number of runs (default 612)")
     parser.add_argument("--seed", type=int, default=0, help="master seed (default 0)")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "curves" / "corpus_v2.csv.gz"))
     parser.add_argument("--cache", default=str(ROOT / "benchmarks" / "curves" / ".cache-v2"))
