@@ -8,9 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from earlystop import CurveRecorder
+from earlystop import CurveRecorder, Outcome
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -143,3 +144,40 @@ def test_auto_policy_scores_batch_b_held_out(tmp_path: Path) -> None:
         "",
     )
     assert "| v2 batch b | 6 | v1 and v2 batch a | `" in out
+
+
+def _outcome(stop: int, rel: float) -> Outcome:
+    return Outcome("r", 10, stop, 1, 1, rel, rel, None)
+
+
+@pytest.mark.parametrize(
+    ("cheap_on_b", "pooled", "per_corpus"),
+    [
+        # worse than patience=20 on batch b alone, better pooled: only the pooled rule takes it
+        (0.05, "cheap", "patience=20"),
+        # no worse anywhere: both rules take the cheaper policy
+        (0.0, "cheap", "cheap"),
+    ],
+)
+def test_per_corpus_rule_asks_every_corpus(cheap_on_b: float, pooled: str, per_corpus: str) -> None:
+    import auto_policy
+
+    runs = [
+        auto_policy.Run("v1", "v1:x", "c0", 0),
+        auto_policy.Run("v1", "v1:x", "c1", 1),
+        auto_policy.Run("v2", "v2:y", "c2", 0, "b"),
+        auto_policy.Run("v2", "v2:y", "c3", 1, "b"),
+    ]
+    outcomes = {
+        "patience=20": [_outcome(8, 0.3), _outcome(8, 0.3), _outcome(8, 0.0), _outcome(8, 0.0)],
+        "cheap": [
+            _outcome(5, 0.0),
+            _outcome(5, 0.0),
+            _outcome(5, cheap_on_b),
+            _outcome(5, 0.0),
+        ],
+    }
+    table = auto_policy.Table(outcomes, runs)
+    everything = np.ones(4, dtype=bool)
+    assert auto_policy.choose(table, everything, ["cheap"]) == pooled
+    assert auto_policy.choose_per_corpus(table, everything, ["cheap"]) == per_corpus
