@@ -606,7 +606,7 @@ def sample_config(seed: int, group: int, with_mnist: bool) -> Config:
     return _config(workload, variant, optimizer, lr, schedule, noise, batch, evals, every, group)
 
 
-BATCH_B_FROM = 79  # configurations 0-78 are batch a (the first 237 runs), the rest batch b
+BATCH_B_FROM = 79  # configurations 0-78 are batch a (the first 237 runs), 79-158 batch b
 WORKLOADS_B = {
     "digits_cnn": 0.10,
     "mnist_cnn": 0.12,
