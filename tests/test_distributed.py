@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from gloo_ranks import free_port, join_gloo
 
 HERE = Path(__file__).resolve()
 SRC = HERE.parents[1] / "src"
@@ -159,23 +160,11 @@ SCENARIOS = {"rules": _scenario_rules, "raise": _scenario_raise, "too_slow": _sc
 
 
 def worker(scenario: str, rank: int, port: int, out: Path, timeout_s: float) -> None:
-    import datetime
-
     import torch.distributed as dist
 
     import earlystop  # noqa: F401  (imported before the clock of the short timeout starts)
 
-    # A generous timeout to meet (start-up skew on a loaded machine must not fail the
-    # rendezvous), then the scenario's timeout for the collectives, once both are here.
-    dist.init_process_group(
-        "gloo",
-        init_method=f"tcp://127.0.0.1:{port}",
-        rank=rank,
-        world_size=WORLD,
-        timeout=datetime.timedelta(seconds=60),
-    )
-    dist.barrier()
-    dist.distributed_c10d._set_pg_timeout(datetime.timedelta(seconds=timeout_s))
+    join_gloo(rank, WORLD, port, timeout_s)
     result = SCENARIOS[scenario](rank, out)
     (out / f"result-{scenario}-{rank}.json").write_text(json.dumps(result))
     dist.destroy_process_group()
@@ -184,15 +173,9 @@ def worker(scenario: str, rank: int, port: int, out: Path, timeout_s: float) -> 
 # -- the tests (run in pytest) ---------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _start(scenario: str, out: Path, timeout_s: float) -> list[subprocess.Popen[str]]:
     env = {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1"}
-    port = _free_port()
+    port = free_port()
     return [
         subprocess.Popen(
             [sys.executable, str(HERE), scenario, str(rank), str(port), str(out), str(timeout_s)],

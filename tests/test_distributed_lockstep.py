@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from gloo_ranks import free_port, join_gloo
 
 HERE = Path(__file__).resolve()
 SRC = HERE.parents[1] / "src"
@@ -135,19 +136,9 @@ CASES: dict[str, Callable[[int, Path], list[str]]] = {
 
 
 def worker(rank: int, port: int, out: Path) -> None:
-    import datetime
-
     import torch.distributed as dist
 
-    dist.init_process_group(
-        "gloo",
-        init_method=f"tcp://127.0.0.1:{port}",
-        rank=rank,
-        world_size=WORLD,
-        timeout=datetime.timedelta(seconds=60),
-    )
-    dist.barrier()
-    dist.distributed_c10d._set_pg_timeout(datetime.timedelta(seconds=20))
+    join_gloo(rank, WORLD, port, 20)
     results: dict[str, Any] = {}
     for name, case in CASES.items():
         folder = out / f"rank{rank}" / name.replace(" ", "-")
@@ -159,17 +150,11 @@ def worker(rank: int, port: int, out: Path) -> None:
     dist.destroy_process_group()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def ranks(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, list[str]]]:
     out = tmp_path_factory.mktemp("lockstep")
     env = {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1"}
-    port = _free_port()
+    port = free_port()
     procs = [
         subprocess.Popen(
             [sys.executable, str(HERE), str(rank), str(port), str(out)],

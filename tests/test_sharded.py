@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from gloo_ranks import free_port, join_gloo
 
 HERE = Path(__file__).resolve()
 SRC = HERE.parents[1] / "src"
@@ -303,23 +304,13 @@ SCENARIOS = {"two": _scenario_two, "four": _scenario_four, "kill": _scenario_kil
 
 
 def worker(scenario: str, rank: int, world: int, port: int, out: Path) -> None:
-    import datetime
-
     import torch
     import torch.distributed as dist
 
     import earlystop  # noqa: F401
 
     torch.set_num_threads(1)
-    dist.init_process_group(
-        "gloo",
-        init_method=f"tcp://127.0.0.1:{port}",
-        rank=rank,
-        world_size=world,
-        timeout=datetime.timedelta(seconds=60),
-    )
-    dist.barrier()
-    dist.distributed_c10d._set_pg_timeout(datetime.timedelta(seconds=30))
+    join_gloo(rank, world, port, 30)
     _count_collectives()
     result = SCENARIOS[scenario](rank, world, out)
     (out / f"result-{rank}.json").write_text(json.dumps(result))
@@ -329,17 +320,11 @@ def worker(scenario: str, rank: int, world: int, port: int, out: Path) -> None:
 # -- the tests ---------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _launch(
     scenario: str, world: int, out: Path, budget_s: float, env: dict[str, str] | None = None
 ) -> list[tuple[int, str]]:
     full_env = {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1", **(env or {})}
-    port = _free_port()
+    port = free_port()
     procs = [
         subprocess.Popen(
             [sys.executable, str(HERE), scenario, str(rank), str(world), str(port), str(out)],
