@@ -131,7 +131,24 @@ def _window(history: History, window: int) -> list[float] | None:
 
 
 @dataclass(frozen=True)
-class Trend:
+class _WindowTest:
+    """What :class:`Trend` and :class:`Rising` share: the window, the confidence, and the
+    Mann-Kendall test of the window's signed values (``None`` until the window is full)."""
+
+    window: int
+    confidence: float = 0.95
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "window", _check_window(self.window))
+        object.__setattr__(self, "confidence", _check_confidence(self.confidence))
+
+    def _test(self, history: History) -> tuple[list[float], MannKendall] | None:
+        points = _window(history, self.window)
+        return None if points is None else (points, mann_kendall(points))
+
+
+@dataclass(frozen=True)
+class Trend(_WindowTest):
     """Stop when the last ``window`` values show no significant improving trend.
 
     A one-sided Mann-Kendall test on the finite values of the last ``window`` counted
@@ -152,18 +169,11 @@ class Trend:
     'trend=8 (no downward trend in the last 8: Mann-Kendall z=0.514, p=0.7)'
     """
 
-    window: int
-    confidence: float = 0.95
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "window", _check_window(self.window))
-        object.__setattr__(self, "confidence", _check_confidence(self.confidence))
-
     def __call__(self, history: History) -> str | None:
-        points = _window(history, self.window)
-        if points is None:
+        tested = self._test(history)
+        if tested is None:
             return None
-        test = mann_kendall(points)
+        _, test = tested
         p = test.p_down()
         if p < 1.0 - self.confidence:
             return None
@@ -179,7 +189,7 @@ class Trend:
 
 
 @dataclass(frozen=True)
-class Rising:
+class Rising(_WindowTest):
     """Over-fitting detector: stop when the last ``window`` values significantly worsen.
 
     A one-sided Mann-Kendall test for a worsening trend (up in mode ``min``) on the finite
@@ -200,18 +210,11 @@ class Rising:
     'rising=8 (worsening trend in the last 8: Mann-Kendall z=2.97, Theil-Sen 0.0146 per evaluation)'
     """
 
-    window: int
-    confidence: float = 0.95
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "window", _check_window(self.window))
-        object.__setattr__(self, "confidence", _check_confidence(self.confidence))
-
     def __call__(self, history: History) -> str | None:
-        points = _window(history, self.window)
-        if points is None:
+        tested = self._test(history)
+        if tested is None:
             return None
-        test = mann_kendall(points)
+        points, test = tested
         if test.p_up() >= 1.0 - self.confidence:
             return None
         worsening = theil_sen(points)  # on the signed values: > 0 in both modes
