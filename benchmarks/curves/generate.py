@@ -21,7 +21,6 @@ and the run name spells the whole configuration, so the corpus is reproducible:
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import math
 import sys
@@ -82,20 +81,14 @@ class Config:
 # -- data -------------------------------------------------------------------------------
 
 
-def _read_idx(path: Path) -> np.ndarray:
-    with gzip.open(path, "rb") as handle:
-        raw = handle.read()
-    dims = raw[3]
-    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(dims))
-    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * dims).reshape(shape)
-
-
 def _load_raw(name: str, mnist_dir: Path) -> tuple[np.ndarray, np.ndarray, int]:
     from sklearn import datasets
 
     if name == "mnist":
-        x = _read_idx(mnist_dir / "train-images-idx3-ubyte.gz")
-        y = _read_idx(mnist_dir / "train-labels-idx1-ubyte.gz")
+        from earlystop._demo.idx import read_idx  # the demo's checked IDX reader
+
+        x = read_idx(mnist_dir / "train-images-idx3-ubyte.gz", ndim=3, dtype="uint8")
+        y = read_idx(mnist_dir / "train-labels-idx1-ubyte.gz", ndim=1, dtype="uint8")
         return x.reshape(len(x), -1).astype(np.float32) / 255.0, y.astype(np.int64), 10
     loaders: dict[str, Callable[..., Any]] = {
         "digits": datasets.load_digits,

@@ -57,7 +57,6 @@ evaluations, without a cache (a smoke test that takes seconds).
 from __future__ import annotations
 
 import argparse
-import gzip
 import hashlib
 import json
 import math
@@ -71,16 +70,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from generate import DEFAULT_MNIST, ROOT  # one place says where the shared MNIST is
 
-ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_MNIST = next(
-    (
-        base / "shared" / "data" / "mnist"
-        for base in (ROOT.parent, ROOT.parent.parent)
-        if (base / "shared" / "data" / "mnist").is_dir()
-    ),
-    ROOT.parent / "shared" / "data" / "mnist",
-)
 COLUMNS = ["train_loss", "test_loss", "val_acc", "test_acc", "lr"]
 SEEDS_PER_CONFIG = 3
 
@@ -116,14 +107,6 @@ class Config:
 # -- data -------------------------------------------------------------------------------
 
 Split = tuple[np.ndarray, np.ndarray]
-
-
-def _read_idx(path: Path) -> np.ndarray:
-    with gzip.open(path, "rb") as handle:
-        raw = handle.read()
-    dims = raw[3]
-    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(dims))
-    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * dims).reshape(shape)
 
 
 def _noisy(y: np.ndarray, rate: float, classes: int, rng: np.random.Generator) -> np.ndarray:
@@ -163,10 +146,11 @@ _MNIST: dict[str, tuple[np.ndarray, ...]] = {}
 def mnist_splits(mnist: Path, seed: int, noise: float, n_train: int) -> tuple[Split, Split, Split]:
     """A seeded MNIST subset: train/validation from the training file, test from t10k."""
     if "x" not in _MNIST:
-        _MNIST["x"] = _read_idx(mnist / "train-images-idx3-ubyte.gz")
-        _MNIST["y"] = _read_idx(mnist / "train-labels-idx1-ubyte.gz")
-        _MNIST["tx"] = _read_idx(mnist / "t10k-images-idx3-ubyte.gz")
-        _MNIST["ty"] = _read_idx(mnist / "t10k-labels-idx1-ubyte.gz")
+        from earlystop._demo.idx import load_mnist  # the demo's checked IDX reader
+
+        arrays = load_mnist(mnist)
+        _MNIST["x"], _MNIST["y"] = arrays.train_images, arrays.train_labels
+        _MNIST["tx"], _MNIST["ty"] = arrays.test_images, arrays.test_labels
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(_MNIST["x"]))[: n_train + 1000]
     test = rng.permutation(len(_MNIST["tx"]))[:1000]
