@@ -7,7 +7,12 @@ ranks run, with ``tests/`` first on ``sys.path``).
 from __future__ import annotations
 
 import datetime
+import os
 import socket
+import sys
+import traceback
+from collections.abc import Callable
+from typing import NoReturn
 
 
 def free_port() -> int:
@@ -32,3 +37,18 @@ def join_gloo(rank: int, world: int, port: int, collective_timeout_s: float) -> 
     )
     dist.barrier()
     dist.distributed_c10d._set_pg_timeout(datetime.timedelta(seconds=collective_timeout_s))
+
+
+def run_rank(work: Callable[[], object]) -> NoReturn:
+    """Run one rank's ``work`` and leave with ``os._exit``: 0, or 1 after printing the
+    traceback. No interpreter teardown: in torch 2.13 tearing gloo down after a DCP save
+    can abort ("terminate called without an active exception")."""
+    try:
+        work()
+    except BaseException:
+        traceback.print_exc()
+        sys.stderr.flush()
+        os._exit(1)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)

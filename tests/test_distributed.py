@@ -14,13 +14,12 @@ import os
 import subprocess
 import sys
 import time
-import traceback
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from gloo_ranks import free_port, join_gloo
+from gloo_ranks import free_port, join_gloo, run_rank
 
 HERE = Path(__file__).resolve()
 SRC = HERE.parents[1] / "src"
@@ -345,11 +344,4 @@ def test_rule_is_validated(rule: Any, match: str) -> None:
 
 if __name__ == "__main__":
     name, rank_arg, port_arg, out_arg, timeout_arg = sys.argv[1:6]
-    try:
-        worker(name, int(rank_arg), int(port_arg), Path(out_arg), float(timeout_arg))
-    except BaseException:
-        traceback.print_exc()
-        sys.stderr.flush()
-        os._exit(1)
-    sys.stdout.flush()
-    os._exit(0)
+    run_rank(lambda: worker(name, int(rank_arg), int(port_arg), Path(out_arg), float(timeout_arg)))

@@ -16,13 +16,12 @@ import signal
 import subprocess
 import sys
 import time
-import traceback
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from gloo_ranks import free_port, join_gloo
+from gloo_ranks import free_port, join_gloo, run_rank
 
 HERE = Path(__file__).resolve()
 SRC = HERE.parents[1] / "src"
@@ -540,12 +539,4 @@ def test_a_rank_killed_mid_save_leaves_the_previous_best_loadable(tmp_path: Path
 
 if __name__ == "__main__":
     name, rank_arg, world_arg, port_arg, out_arg = sys.argv[1:6]
-    try:
-        worker(name, int(rank_arg), int(world_arg), int(port_arg), Path(out_arg))
-    except BaseException:
-        traceback.print_exc()
-        sys.stderr.flush()
-        os._exit(1)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
+    run_rank(lambda: worker(name, int(rank_arg), int(world_arg), int(port_arg), Path(out_arg)))
