@@ -274,10 +274,18 @@ def train_run(config: Config, data: Data, record: Callable[..., None]) -> None:
             test_acc=test_acc,
             lr=lr,
         )
-        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-            scheduler.step(val_loss if math.isfinite(val_loss) else math.inf)
-        elif scheduler is not None:
-            scheduler.step()
+        step_scheduler(scheduler, val_loss)
+
+
+def step_scheduler(scheduler: Any, val_loss: float) -> None:
+    """Step a scheduler once per evaluation: ReduceLROnPlateau on the validation loss (a
+    non-finite loss counts as no improvement), any other on its own, none at all."""
+    import torch
+
+    if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+        scheduler.step(val_loss if math.isfinite(val_loss) else math.inf)
+    elif scheduler is not None:
+        scheduler.step()
 
 
 def _train_rows(job: tuple[Config, str, int]) -> list[tuple[Any, ...]]:

@@ -70,7 +70,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from generate import DEFAULT_MNIST, ROOT  # one place says where the shared MNIST is
+from generate import DEFAULT_MNIST, ROOT, step_scheduler  # one place says where the shared MNIST is
 
 COLUMNS = ["train_loss", "test_loss", "val_acc", "test_acc", "lr"]
 SEEDS_PER_CONFIG = 3
@@ -805,10 +805,7 @@ def train_run(config: Config, mnist: Path, record: Callable[..., None]) -> None:
             test_acc=test_acc,
             lr=lr,
         )
-        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-            scheduler.step(val_loss if math.isfinite(val_loss) else math.inf)
-        elif scheduler is not None:
-            scheduler.step()
+        step_scheduler(scheduler, val_loss)
 
 
 def run_rows(config: Config, mnist: Path) -> list[list[Any]]:
